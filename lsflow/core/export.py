@@ -1,0 +1,169 @@
+"""The export pipeline: one pass over the tasks feeds every requested format, then publishes.
+
+Each format is written into a staging directory next to its destination and only moved into place
+when every format finished, so a failure never leaves a half-written dataset behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlparse
+
+import orjson
+
+from lsflow.core.formats import writer_class
+from lsflow.core.formats.base import DatasetWriter, ExportContext, TaskItem
+from lsflow.core.label_config import LabelConfig, classes_from_labels
+from lsflow.core.model import Task
+from lsflow.core.report import DROPPED_FILE, REPORT_FILE, RegionReport
+from lsflow.core.selection import AnnotationPolicy, select_annotations
+from lsflow.core.shapes import ImageSize
+
+ImageSizeReader = Callable[[str], ImageSize | None]
+
+
+@dataclass(frozen=True, slots=True)
+class FormatResult:
+    format_name: str
+    path: Path
+    report: dict
+
+
+class TaskFileNames:
+    """Collision-free image file names: the media basename, made unique with the task id when two
+    tasks share one (Label Studio would let the second overwrite the first).
+    Uniqueness is per stem, because YOLO and VOC name label files by the image stem.
+    """
+
+    def __init__(self) -> None:
+        self._stems: set[str] = set()
+
+    def name_for(self, task_id: int, image_ref: str | None) -> str:
+        name = PurePosixPath(_basename(image_ref) or f"task-{task_id}")
+        if name.stem in self._stems:
+            name = name.with_stem(f"{name.stem}__task{task_id}")
+        self._stems.add(name.stem)
+        return name.name
+
+
+def _basename(image_ref: str | None) -> str:
+    if not image_ref:
+        return ""
+    parsed = urlparse(image_ref)
+    # `/data/local-files/?d=dir/file.jpg` keeps the path in the query string.
+    path = parsed.query.split("d=", 1)[1] if parsed.query.startswith("d=") else parsed.path
+    return PurePosixPath(unquote(path)).name
+
+
+def image_reference(task: Task, image_key: str | None) -> str | None:
+    value = task.data.get(image_key) if image_key else None
+    if isinstance(value, list):  # multi-page image tasks: regions belong to the first page here
+        value = value[0] if value else None
+    return value if isinstance(value, str) else None
+
+
+def known_image_size(task: Task) -> ImageSize | None:
+    for annotation in task.annotations + task.predictions:
+        for region in annotation.regions:
+            if region.original_width and region.original_height:
+                return ImageSize(int(region.original_width), int(region.original_height))
+    return None
+
+
+def export_context(
+    label_config: LabelConfig | None, tasks: Callable[[], Iterable[Task]], project_id: str | None = None
+) -> ExportContext:
+    """Classes and keypoints from the label config; without one, from a first pass over the data."""
+    if label_config is not None:
+        return ExportContext(
+            classes=label_config.classes(),
+            keypoint_names=tuple(label_config.keypoint_order()),
+            label_config=label_config,
+            project_id=project_id,
+            image_key=label_config.data_key("image") or "image",
+        )
+    class_names, keypoint_names = set(), set()
+    for task in tasks():
+        for annotation in task.annotations:
+            for region in annotation.regions:
+                target = keypoint_names if region.type == "keypointlabels" else class_names
+                if region.type.endswith("labels"):
+                    target.update(region.labels)
+    return ExportContext(
+        classes=classes_from_labels(class_names),
+        keypoint_names=tuple(sorted(keypoint_names)),
+        project_id=project_id,
+    )
+
+
+def export_datasets(
+    tasks: Iterable[Task],
+    formats: list[str],
+    out_root: Path,
+    context: ExportContext,
+    policy: AnnotationPolicy = AnnotationPolicy(),
+    read_image_size: ImageSizeReader | None = None,
+) -> dict[str, FormatResult]:
+    """Stream `tasks` once through a writer per format; publish `out_root/<FORMAT>/` atomically."""
+    out_root.mkdir(parents=True, exist_ok=True)
+    staging = out_root / f".staging-{uuid.uuid4().hex[:12]}"
+    file_names = TaskFileNames()
+    try:
+        with ExitStack() as logs:
+            writers: list[DatasetWriter] = []
+            for name in formats:
+                directory = staging / name
+                directory.mkdir(parents=True)
+                report = RegionReport(name, logs.enter_context(open(directory / DROPPED_FILE, "wb")))
+                writers.append(writer_class(name)(directory, context, report))
+            latest_change = ""
+            for task in tasks:
+                latest_change = max(latest_change, task.updated_at or "")
+                chosen, skipped = select_annotations(task, policy)
+                image_ref = image_reference(task, context.image_key)
+                size = known_image_size(task)
+                if size is None and image_ref and read_image_size is not None:
+                    size = read_image_size(image_ref)
+                item = TaskItem(task, chosen, image_ref, file_names.name_for(task.id, image_ref), size)
+                regions = sum(len(a.regions) for a in chosen)
+                for writer in writers:
+                    writer.report.tasks += 1
+                    writer.report.annotations_exported += len(chosen)
+                    writer.report.annotations_skipped.update(reason for _, reason in skipped)
+                    writer.report.regions_in += regions
+                    writer.write(item)
+            for writer in writers:
+                writer.dataset_date = latest_change
+                writer.close()
+                (writer.out_dir / REPORT_FILE).write_bytes(
+                    orjson.dumps(writer.report.as_dict(), option=orjson.OPT_INDENT_2)
+                )
+        results = {}
+        for writer in writers:
+            destination = out_root / writer.name
+            publish_directory(writer.out_dir, destination)
+            results[writer.name] = FormatResult(writer.name, destination, writer.report.as_dict())
+        return results
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def publish_directory(source: Path, destination: Path) -> None:
+    """Move a finished directory into place, replacing what was there.
+
+    `rename` of a directory is atomic on one filesystem; the old copy is first moved aside (also a
+    rename) so readers see either the old or the new dataset, never a mix.
+    """
+    retired = None
+    if destination.exists():
+        retired = destination.with_name(f".retired-{destination.name}-{uuid.uuid4().hex[:8]}")
+        os.rename(destination, retired)
+    os.rename(source, destination)
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)

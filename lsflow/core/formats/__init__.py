@@ -1,0 +1,40 @@
+"""The format registry: Label Studio's format names to their writers. The one list of formats."""
+
+from __future__ import annotations
+
+from lsflow.core.formats.base import DatasetWriter
+from lsflow.core.formats.coco import CocoWriter
+from lsflow.core.formats.voc import VocWriter
+from lsflow.core.formats.yolo import YoloWriter
+
+WRITERS: dict[str, type[DatasetWriter]] = {
+    writer.name: writer
+    for writer in (
+        CocoWriter,
+        VocWriter,
+        YoloWriter,
+    )
+}
+
+
+class UnknownFormatError(ValueError):
+    pass
+
+
+def writer_class(name: str) -> type[DatasetWriter]:
+    try:
+        return WRITERS[name]
+    except KeyError:
+        raise UnknownFormatError(
+            f"unknown format '{name}'; lsflow writes: {', '.join(sorted(WRITERS))}"
+        ) from None
+
+
+def parse_formats(text: str) -> list[str]:
+    """`COCO,YOLO` → ['COCO', 'YOLO'], each checked against the registry (names are case-insensitive)."""
+    names = [part.strip().upper() for part in text.split(",") if part.strip()]
+    if not names:
+        raise UnknownFormatError("no format given")
+    for name in names:
+        writer_class(name)
+    return list(dict.fromkeys(names))

@@ -1,0 +1,108 @@
+"""The writer interface every format implements, and what the export pipeline hands it.
+
+A writer receives tasks one at a time (`write`), writes into its own directory, and is closed once
+(`close`). It accounts for every region it is given through `self.report`. Checks (`check`) read
+the finished directory back, the way a user's training code would.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from lsflow.core.label_config import ClassList, LabelConfig
+from lsflow.core.model import Annotation, Region, Task
+from lsflow.core.report import RegionReport
+from lsflow.core.shapes import ImageSize, RegionDrop, Shape, to_shape
+
+
+@dataclass(frozen=True, slots=True)
+class ExportContext:
+    """What is known about the project before the first task is written."""
+
+    classes: ClassList
+    keypoint_names: tuple[str, ...] = ()
+    label_config: LabelConfig | None = None
+    project_id: str | None = None
+    image_key: str | None = "image"  # the task `data` key holding the image
+
+
+@dataclass(frozen=True, slots=True)
+class TaskItem:
+    """One task as the writers see it: the annotations chosen for export and its image."""
+
+    task: Task
+    annotations: list[Annotation]
+    image_ref: str | None  # the task's media reference as stored in `data`
+    file_name: str  # collision-free image file name inside the dataset
+    image_size: ImageSize | None  # from the regions, or read from the image header
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSpec:
+    name: str
+    description: str
+    blocking: bool = True  # a failure makes the dataset unusable, so downstream must not run
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOutcome:
+    name: str
+    passed: bool
+    problems: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class DatasetWriter(ABC):
+    name: ClassVar[str]
+    description: ClassVar[str]
+    checks: ClassVar[tuple[CheckSpec, ...]] = ()
+
+    def __init__(self, out_dir: Path, context: ExportContext, report: RegionReport):
+        self.out_dir = out_dir
+        self.context = context
+        self.report = report
+        # The newest task change seen, written as the dataset's date: the same snapshot always
+        # gives the same bytes (a wall-clock date would not).
+        self.dataset_date = ""
+
+    @abstractmethod
+    def write(self, item: TaskItem) -> None: ...
+
+    def close(self) -> None:
+        """Write what can only be written once every task is seen (aggregate files)."""
+
+    @classmethod
+    def check(cls, out_dir: Path, context: ExportContext) -> list[CheckOutcome]:
+        """Read the published dataset back and judge it; one outcome per entry of `checks`."""
+        return []
+
+    # Helpers shared by the vision writers.
+
+    def shapes(self, item: TaskItem) -> Iterator[tuple[Annotation, Shape]]:
+        """Every region of the chosen annotations as a pixel shape; the rest dropped with a reason."""
+        for annotation in item.annotations:
+            for region in annotation.regions:
+                try:
+                    yield annotation, to_shape(region, item.image_size)
+                except RegionDrop as drop:
+                    self.drop(item, annotation, region, drop.reason)
+
+    def class_id(self, item: TaskItem, annotation: Annotation, region: Region) -> tuple[int, str] | None:
+        """(class id, name) of the region's first label, or None after reporting the drop."""
+        labels = region.labels
+        if not labels:
+            self.drop(item, annotation, region, "region has no label")
+            return None
+        name = labels[0]
+        class_id = self.context.classes.ids.get(name)
+        if class_id is None:
+            self.drop(item, annotation, region, f"label '{name}' is not a class of the label config")
+            return None
+        return class_id, name
+
+    def drop(self, item: TaskItem, annotation: Annotation, region: Region, reason: str) -> None:
+        self.report.drop(item.task.id, annotation.id, region.id, reason)

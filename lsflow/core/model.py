@@ -1,0 +1,141 @@
+"""The task / annotation / region model of a Label Studio export.
+
+A `Task` keeps the raw dict it came from (JSON exports must be byte-faithful), plus typed views of
+its annotations and predictions. Parsing validates the shape and names the task and region it
+could not read, so a malformed export fails with an actionable message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Region types that carry no `value` by design.
+VALUELESS_TYPES = frozenset({"relation"})
+
+
+class ExportFormatError(ValueError):
+    """The export does not have the shape of a Label Studio export."""
+
+    def __init__(self, reason: str, task_id: Any = None, region_id: Any = None):
+        where = []
+        if task_id is not None:
+            where.append(f"task {task_id}")
+        if region_id is not None:
+            where.append(f"region {region_id}")
+        self.task_id, self.region_id, self.reason = task_id, region_id, reason
+        super().__init__(f"{', '.join(where)}: {reason}" if where else reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    id: str | None
+    type: str
+    from_name: str
+    to_name: str
+    value: dict[str, Any]
+    original_width: int | None
+    original_height: int | None
+    parent_id: str | None
+    raw: dict[str, Any]
+
+    @property
+    def labels(self) -> list[str]:
+        """The class names on this region: the list under its type's key (`rectanglelabels`, …)."""
+        labels = self.value.get(self.type)
+        if isinstance(labels, list):
+            return [str(label) for label in labels]
+        for key in ("labels", "rectanglelabels", "polygonlabels", "keypointlabels", "brushlabels",
+                    "ellipselabels"):
+            if isinstance(self.value.get(key), list):
+                return [str(label) for label in self.value[key]]
+        return []
+
+
+@dataclass(frozen=True, slots=True)
+class Annotation:
+    id: int | None
+    is_prediction: bool
+    was_cancelled: bool
+    ground_truth: bool
+    completed_by: Any
+    created_at: str | None
+    updated_at: str | None
+    regions: tuple[Region, ...]
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    id: int
+    data: dict[str, Any]
+    annotations: tuple[Annotation, ...]
+    predictions: tuple[Annotation, ...]
+    updated_at: str | None
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_dict(cls, raw: Any, position: int | None = None) -> Task:
+        if not isinstance(raw, dict):
+            where = f"item {position}" if position is not None else "an item"
+            raise ExportFormatError(f"{where} of the export is {type(raw).__name__}, not a task object")
+        task_id = raw.get("id")
+        if task_id is None:
+            raise ExportFormatError(f"task at position {position} has no 'id'")
+        data = raw.get("data")
+        if not isinstance(data, dict):
+            raise ExportFormatError("'data' is missing or not an object", task_id)
+        annotations = raw.get("annotations", raw.get("completions", []))
+        predictions = raw.get("predictions", [])
+        if not isinstance(annotations, list) or not isinstance(predictions, list):
+            raise ExportFormatError("'annotations' and 'predictions' must be lists", task_id)
+        return cls(
+            id=task_id,
+            data=data,
+            annotations=tuple(_annotation(a, task_id, is_prediction=False) for a in annotations),
+            predictions=tuple(_annotation(p, task_id, is_prediction=True) for p in predictions),
+            updated_at=raw.get("updated_at"),
+            raw=raw,
+        )
+
+
+def _annotation(raw: Any, task_id: Any, is_prediction: bool) -> Annotation:
+    if not isinstance(raw, dict):
+        raise ExportFormatError("an annotation is not an object", task_id)
+    result = raw.get("result") or []
+    if not isinstance(result, list):
+        raise ExportFormatError(f"annotation {raw.get('id')}: 'result' is not a list", task_id)
+    return Annotation(
+        id=raw.get("id"),
+        is_prediction=is_prediction,
+        was_cancelled=bool(raw.get("was_cancelled") or raw.get("skipped")),
+        ground_truth=bool(raw.get("ground_truth")),
+        completed_by=raw.get("completed_by"),
+        created_at=raw.get("created_at"),
+        updated_at=raw.get("updated_at"),
+        regions=tuple(_region(r, task_id) for r in result),
+        raw=raw,
+    )
+
+
+def _region(raw: Any, task_id: Any) -> Region:
+    if not isinstance(raw, dict):
+        raise ExportFormatError("a result item is not an object", task_id)
+    region_id = raw.get("id")
+    region_type = str(raw.get("type", "")).lower()
+    value = raw.get("value")
+    if region_type in VALUELESS_TYPES:
+        value = value or {}
+    elif not isinstance(value, dict):
+        raise ExportFormatError("region has no 'value' object", task_id, region_id)
+    return Region(
+        id=region_id,
+        type=region_type,
+        from_name=raw.get("from_name", ""),
+        to_name=raw.get("to_name", ""),
+        value=value,
+        original_width=raw.get("original_width"),
+        original_height=raw.get("original_height"),
+        parent_id=raw.get("parentID"),
+        raw=raw,
+    )

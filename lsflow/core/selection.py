@@ -1,0 +1,67 @@
+"""Which annotations of a task go into a dataset.
+
+Label Studio's converter keeps one annotation per task for several formats (and which one depends
+on list order). lsflow makes it a stated policy, defaulting to all of them:
+
+- `all`: every annotation that was not cancelled (skipped);
+- `latest`: the most recently updated one;
+- `ground_truth_first`: the latest ground-truth annotation, else the latest one;
+- `annotator:<id or email>`: only that annotator's annotations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lsflow.core.model import Annotation, Task
+
+POLICIES = ("all", "latest", "ground_truth_first", "annotator:<id or email>")
+CANCELLED = "cancelled by the annotator"
+NOT_SELECTED = "not selected by the annotation policy"
+
+
+@dataclass(frozen=True, slots=True)
+class AnnotationPolicy:
+    kind: str = "all"
+    annotator: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> AnnotationPolicy:
+        if text in ("all", "latest", "ground_truth_first"):
+            return cls(text)
+        if text.startswith("annotator:") and text.split(":", 1)[1]:
+            return cls("annotator", text.split(":", 1)[1])
+        raise ValueError(f"unknown annotation policy '{text}'; use one of {', '.join(POLICIES)}")
+
+    def __str__(self) -> str:
+        return f"annotator:{self.annotator}" if self.kind == "annotator" else self.kind
+
+
+def select_annotations(task: Task, policy: AnnotationPolicy) -> tuple[list[Annotation], list[tuple[Annotation, str]]]:
+    """(annotations to export, [(annotation left out, why)])."""
+    skipped = [(a, CANCELLED) for a in task.annotations if a.was_cancelled]
+    candidates = [a for a in task.annotations if not a.was_cancelled]
+    if policy.kind == "all" or not candidates:
+        return candidates, skipped
+    if policy.kind == "annotator":
+        chosen = [a for a in candidates if _annotator_matches(a, policy.annotator)]
+    else:
+        pool = candidates
+        if policy.kind == "ground_truth_first":
+            pool = [a for a in candidates if a.ground_truth] or candidates
+        chosen = [max(pool, key=_recency)]
+    chosen_ids = {id(a) for a in chosen}
+    skipped += [(a, NOT_SELECTED) for a in candidates if id(a) not in chosen_ids]
+    return chosen, skipped
+
+
+def _recency(annotation: Annotation) -> tuple[str, str, int]:
+    # ISO-8601 strings from one server sort in time order; the id breaks ties deterministically.
+    return (annotation.updated_at or "", annotation.created_at or "", annotation.id or 0)
+
+
+def _annotator_matches(annotation: Annotation, wanted: str | None) -> bool:
+    who = annotation.completed_by
+    if isinstance(who, dict):
+        return wanted in (str(who.get("id")), who.get("email"))
+    return str(who) == wanted

@@ -1,0 +1,37 @@
+"""What every task source gives: the projects it knows and a snapshot of one project on disk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectInfo:
+    project_id: str
+    title: str
+    task_count: int | None
+    # A value that moves whenever the project's tasks change (server's last change), if known.
+    changed_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A project's export, downloaded into a folder of its own."""
+
+    project_id: str
+    export_path: Path
+    label_config: str | None
+    snapshot_id: str | None
+    md5: str | None
+    source: str
+
+
+class TaskSource(Protocol):
+    def describe(self) -> str:
+        """Where tasks come from, safe to log (never a secret)."""
+
+    def list_projects(self) -> list[ProjectInfo]: ...
+
+    def take_snapshot(self, project_id: str, destination: Path) -> Snapshot: ...
