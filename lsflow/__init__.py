@@ -11,6 +11,9 @@ def __getattr__(name: str):
     if name == "defs":
         from lsflow.defs import defs
 
+        # Importing the subpackage `lsflow.defs` bound that module to this name; the Definitions
+        # object is what `from lsflow import defs` and `dagster -m lsflow` must find.
+        globals()["defs"] = defs
         return defs
     raise AttributeError(f"module 'lsflow' has no attribute {name!r}")
 

@@ -50,9 +50,8 @@ def convert(export_file: Path, formats: str, out_dir: Path, config_path: Path | 
         names = parse_formats(formats)
         policy = AnnotationPolicy.parse(policy_text)
         config = LabelConfig.from_file(config_path) if config_path else None
-        context = export_context(config, lambda: iter_export_tasks(export_file))
-        results = export_datasets(iter_export_tasks(export_file), names, out_dir, context, policy,
-                                  read_image_size=LocalMedia(media_root).image_size)
+        context = export_context(config, lambda: iter_export_tasks(export_file), media=LocalMedia(media_root))
+        results = export_datasets(iter_export_tasks(export_file), names, out_dir, context, policy)
     except (ExportFormatError, UnknownFormatError, LabelConfigError, MediaRefused, ValueError) as error:
         raise click.ClickException(str(error)) from None
     for name, result in results.items():

@@ -20,12 +20,11 @@ import orjson
 from lsflow.core.formats import writer_class
 from lsflow.core.formats.base import DatasetWriter, ExportContext, TaskItem
 from lsflow.core.label_config import LabelConfig, classes_from_labels
+from lsflow.core.media_files import MediaLookup, image_size
 from lsflow.core.model import Task
 from lsflow.core.report import DROPPED_FILE, REPORT_FILE, RegionReport
 from lsflow.core.selection import AnnotationPolicy, select_annotations
 from lsflow.core.shapes import ImageSize
-
-ImageSizeReader = Callable[[str], ImageSize | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +76,10 @@ def known_image_size(task: Task) -> ImageSize | None:
 
 
 def export_context(
-    label_config: LabelConfig | None, tasks: Callable[[], Iterable[Task]], project_id: str | None = None
+    label_config: LabelConfig | None,
+    tasks: Callable[[], Iterable[Task]],
+    project_id: str | None = None,
+    media: MediaLookup | None = None,
 ) -> ExportContext:
     """Classes and keypoints from the label config; without one, from a first pass over the data."""
     if label_config is not None:
@@ -87,6 +89,7 @@ def export_context(
             label_config=label_config,
             project_id=project_id,
             image_key=label_config.data_key("image") or "image",
+            media=media,
         )
     class_names, keypoint_names = set(), set()
     for task in tasks():
@@ -99,6 +102,7 @@ def export_context(
         classes=classes_from_labels(class_names),
         keypoint_names=tuple(sorted(keypoint_names)),
         project_id=project_id,
+        media=media,
     )
 
 
@@ -108,7 +112,6 @@ def export_datasets(
     out_root: Path,
     context: ExportContext,
     policy: AnnotationPolicy = AnnotationPolicy(),
-    read_image_size: ImageSizeReader | None = None,
 ) -> dict[str, FormatResult]:
     """Stream `tasks` once through a writer per format; publish `out_root/<FORMAT>/` atomically."""
     out_root.mkdir(parents=True, exist_ok=True)
@@ -128,8 +131,9 @@ def export_datasets(
                 chosen, skipped = select_annotations(task, policy)
                 image_ref = image_reference(task, context.image_key)
                 size = known_image_size(task)
-                if size is None and image_ref and read_image_size is not None:
-                    size = read_image_size(image_ref)
+                if size is None and image_ref and context.media is not None:
+                    local = context.media.local_path(image_ref)
+                    size = image_size(local) if local else None
                 item = TaskItem(task, chosen, image_ref, file_names.name_for(task.id, image_ref), size)
                 regions = sum(len(a.regions) for a in chosen)
                 for writer in writers:

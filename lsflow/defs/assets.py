@@ -137,11 +137,10 @@ def datasets(context: dg.AssetExecutionContext, settings: DatasetSettings):
     layout = _layout(context, settings)
     formats = [name for name, key in FORMAT_KEYS.items() if key in context.selected_asset_keys]
     manifest = read_manifest(layout.store_dir)
-    export = export_context(_label_config(layout), lambda: iter_store_tasks(layout.store_dir), context.partition_key)
-    results = export_datasets(
-        iter_store_tasks(layout.store_dir), formats, layout.datasets_dir, export,
-        policy=settings.policy(), read_image_size=settings.media().image_size,
-    )
+    export = export_context(_label_config(layout), lambda: iter_store_tasks(layout.store_dir),
+                            context.partition_key, media=settings.media())
+    results = export_datasets(iter_store_tasks(layout.store_dir), formats, layout.datasets_dir, export,
+                              policy=settings.policy())
     for name in formats:
         result = results[name]
         key = FORMAT_KEYS[name]

@@ -10,10 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from PIL import Image, UnidentifiedImageError
-
-from lsflow.core.shapes import ImageSize
-
 UPLOAD_PREFIX = "/data/upload/"
 
 
@@ -40,14 +36,3 @@ class LocalMedia:
             return candidate if candidate.is_file() else None
         candidate = Path(path)
         return candidate if candidate.is_file() else None
-
-    def image_size(self, reference: str) -> ImageSize | None:
-        """Width and height from the image header (Pillow reads only the header), if reachable."""
-        path = self.local_path(reference)
-        if path is None:
-            return None
-        try:
-            with Image.open(path) as image:
-                return ImageSize(*image.size)
-        except (OSError, UnidentifiedImageError):
-            return None

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from lsflow.core.label_config import ClassList, LabelConfig
+from lsflow.core.media_files import MediaLookup
 from lsflow.core.model import Annotation, Region, Task
 from lsflow.core.report import RegionReport
 from lsflow.core.shapes import ImageSize, RegionDrop, Shape, to_shape
@@ -28,6 +29,7 @@ class ExportContext:
     label_config: LabelConfig | None = None
     project_id: str | None = None
     image_key: str | None = "image"  # the task `data` key holding the image
+    media: MediaLookup | None = None  # finds task media on disk (or downloads it), if reachable
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,8 @@ so memory does not grow with the project.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 from typing import Any
 
@@ -204,16 +206,20 @@ class CocoWriter(DatasetWriter):
         from pycocotools.coco import COCO  # imported here: loading it costs ~0.3 s at start-up
 
         try:
-            coco = COCO(str(out_dir / RESULT_FILE))
+            with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+                coco = COCO(str(out_dir / RESULT_FILE))
         except Exception as error:  # pycocotools raises bare AssertionError/KeyError on bad files
             return [CheckOutcome("coco_loads", False, [f"pycocotools cannot load result.json: {error!r}"])]
         problems = []
         for annotation in coco.dataset["annotations"]:
             image = coco.imgs.get(annotation["image_id"])
             x, y, w, h = annotation["bbox"]
+            # A keypoint group may be one point: its envelope has no size, and that is the truth.
+            needs_size = not annotation.get("num_keypoints")
             if image is None:
                 problems.append(f"annotation {annotation['id']}: image {annotation['image_id']} is not listed")
-            elif x < 0 or y < 0 or x + w > image["width"] + 1e-6 or y + h > image["height"] + 1e-6 or w <= 0 or h <= 0:
+            elif (x < 0 or y < 0 or x + w > image["width"] + 1e-6 or y + h > image["height"] + 1e-6
+                  or (needs_size and (w <= 0 or h <= 0))):
                 problems.append(
                     f"annotation {annotation['id']} (task {annotation['image_id']}): bbox {annotation['bbox']} "
                     f"is not inside the {image['width']}x{image['height']} image"
