@@ -29,6 +29,8 @@ class RegionReport:
     clipped: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
     labels: Counter[str] = field(default_factory=Counter)
+    # Tasks a format could not list as images (e.g. size unknown), by reason.
+    images_skipped: Counter[str] = field(default_factory=Counter)
 
     def wrote(self, label: str | None = None, clipped: bool = False) -> None:
         self.written += 1
@@ -66,5 +68,6 @@ class RegionReport:
             "regions_dropped": self.dropped_total,
             "dropped_by_reason": dict(self.dropped.most_common()),
             "labels": dict(sorted(self.labels.items())),
+            "images_skipped": dict(self.images_skipped.most_common()),
             "balanced": self.balanced,
         }

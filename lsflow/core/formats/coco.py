@@ -28,6 +28,7 @@ from lsflow.core.shapes import Shape
 
 RESULT_FILE = "result.json"
 KEYPOINT_VISIBLE = 2
+IMAGE_SIZE_UNKNOWN = "image size unknown: no region carries it and the image is not reachable"
 
 
 class CocoWriter(DatasetWriter):
@@ -53,6 +54,8 @@ class CocoWriter(DatasetWriter):
                 "height": item.image_size.height,
                 "file_name": f"images/{item.file_name}",
             })
+        else:
+            self.report.images_skipped[IMAGE_SIZE_UNKNOWN] += 1
         boxes: dict[tuple[Any, str], dict] = {}  # (annotation id, region id) → COCO box annotation
         loose_keypoints: dict[Any, list[Shape]] = {}
         pending: list[tuple[Annotation, Shape]] = []

@@ -1,0 +1,91 @@
+"""The Dagster graph: lineage that must not be cut by a refactor, and a real run of the sample."""
+
+import dagster as dg
+import pytest
+
+from lsflow import defs
+from lsflow.core.formats import WRITERS
+from lsflow.defs.assets import datasets, label_studio_snapshot, normalized_tasks
+from lsflow.defs.partitions import PROJECTS_PARTITION_NAME
+from lsflow.defs.resources import DatasetSettings, ExportFileSourceResource
+from lsflow_tests.paths import SAMPLE_MEDIA, SAMPLE_PROJECTS
+
+
+def test_from_lsflow_import_defs_gives_the_definitions():
+    assert isinstance(defs, dg.Definitions)
+
+
+def test_every_format_is_an_asset_downstream_of_the_store_with_its_checks():
+    graph = defs.resolve_asset_graph()
+    snapshot, store = dg.AssetKey("label_studio_snapshot"), dg.AssetKey("normalized_tasks")
+    assert graph.get(store).parent_keys == {snapshot}
+    for name, writer in WRITERS.items():
+        key = dg.AssetKey(f"dataset_{name.lower()}")
+        assert graph.get(key).parent_keys == {store}
+        checks = {check.name for check in graph.get_check_keys_for_assets({key})}
+        assert checks == {"region_accounting"} | {spec.name for spec in writer.checks}
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(PROJECTS_PARTITION_NAME, ["1"])
+        yield instance
+
+
+def test_sample_partition_materializes_with_every_check_passing(instance, tmp_path):
+    result = dg.materialize(
+        [label_studio_snapshot, normalized_tasks, datasets],
+        partition_key="1",
+        instance=instance,
+        resources={
+            "task_source": ExportFileSourceResource(projects_dir=str(SAMPLE_PROJECTS)),
+            "settings": DatasetSettings(output_root=str(tmp_path), media_root=str(SAMPLE_MEDIA)),
+        },
+    )
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert evaluations and all(e.passed for e in evaluations)
+    assert len(evaluations) == sum(len(w.checks) + 1 for w in WRITERS.values())
+
+    snapshot_metadata = result.asset_materializations_for_node("label_studio_snapshot")[0].metadata
+    assert snapshot_metadata["task_count"].value >= 5 and len(snapshot_metadata["md5"].value) == 32
+    coco = next(m for m in result.asset_materializations_for_node("datasets")
+                if m.asset_key == dg.AssetKey("dataset_coco"))
+    assert coco.metadata["regions_written"].value > 0
+    assert coco.metadata["snapshot_id"].value == snapshot_metadata["snapshot_id"].value
+    assert (tmp_path / "project-1" / "datasets" / "COCO" / "result.json").is_file()
+
+
+def test_unchanged_snapshot_gives_the_same_data_versions(instance, tmp_path):
+    resources = {
+        "task_source": ExportFileSourceResource(projects_dir=str(SAMPLE_PROJECTS)),
+        "settings": DatasetSettings(output_root=str(tmp_path)),
+    }
+
+    def versions():
+        result = dg.materialize([label_studio_snapshot, normalized_tasks, datasets], partition_key="1",
+                                instance=instance, resources=resources)
+        return {m.asset_key: m.tags.get("dagster/data_version") for m in
+                (e.event_specific_data.materialization for e in result.get_asset_materialization_events())}
+
+    first = versions()
+    assert len(first) == 2 + len(WRITERS) and all(first.values())
+    assert versions() == first
+
+
+def test_partitions_add_registers_the_source_projects_once(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from lsflow.cli import main
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setenv("LSFLOW_PROJECTS_DIR", str(SAMPLE_PROJECTS))
+    first = CliRunner().invoke(main, ["partitions", "add"])
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(main, ["partitions", "add", "1"])
+    assert "(new: none)" in again.output
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        registered = instance.get_dynamic_partitions(PROJECTS_PARTITION_NAME)
+    assert "1" in registered
+    assert sorted(registered) == sorted(p.name for p in SAMPLE_PROJECTS.iterdir() if (p / "export.json").is_file())

@@ -1,0 +1,59 @@
+import inspect
+
+import pytest
+
+from lsflow.core.model import ExportFormatError
+from lsflow.sources.export_file import ExportFileSource, iter_export_tasks
+from lsflow_tests.paths import IMAGE_EXPORT, SAMPLE_PROJECTS
+
+
+def test_tasks_stream_one_at_a_time_in_export_order():
+    tasks = iter_export_tasks(IMAGE_EXPORT)
+    assert inspect.isgenerator(tasks)
+    first = next(tasks)
+    assert first.id == 101
+    assert [a.id for a in first.annotations] == [1001]
+    assert first.annotations[0].regions[1].value["rotation"] == 30.0
+    ids = [first.id] + [t.id for t in tasks]
+    assert ids[:5] == [101, 102, 103, 104, 105]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "is empty"),
+        (b"<html>not json</html>", "is not a Label Studio JSON export"),
+        (b'[{"id": 1, "data": {}}, {"id": 2, "data": ', "is not valid JSON after task 1"),
+        (b"[1, 2]", "item 0 of the export is int, not a task object"),
+        (b'[{"data": {}}]', "task at position 0 has no 'id'"),
+        (b'[{"id": 7, "data": "x"}]', "task 7: 'data' is missing or not an object"),
+        (b'[{"id": 8, "data": {}, "annotations": [{"id": 1, "result": [{"id": "r1", "type": "rectanglelabels"}]}]}]',
+         "task 8, region r1: region has no 'value' object"),
+    ],
+)
+def test_malformed_exports_name_the_task_and_the_reason(tmp_path, content, message):
+    path = tmp_path / "export.json"
+    path.write_bytes(content)
+    with pytest.raises(ExportFormatError, match=message):
+        list(iter_export_tasks(path))
+
+
+def test_relations_have_no_value_and_are_not_an_error(tmp_path):
+    path = tmp_path / "export.json"
+    path.write_bytes(b'[{"id": 3, "data": {}, "annotations": [{"id": 1, "result": '
+                     b'[{"type": "relation", "from_id": "a", "to_id": "b", "direction": "right"}]}]}]')
+    (task,) = iter_export_tasks(path)
+    assert task.annotations[0].regions[0].type == "relation"
+
+
+def test_file_source_snapshot_copies_the_export_with_its_md5(tmp_path):
+    import hashlib
+
+    source = ExportFileSource(SAMPLE_PROJECTS)
+    assert "1" in [p.project_id for p in source.list_projects()]
+    snapshot = source.take_snapshot("1", tmp_path / "snap")
+    assert snapshot.export_path.read_bytes() == IMAGE_EXPORT.read_bytes()
+    assert snapshot.md5 == hashlib.md5(IMAGE_EXPORT.read_bytes()).hexdigest()
+    assert "<RectangleLabels" in snapshot.label_config
+    with pytest.raises(FileNotFoundError, match="project 999: no .* \\(projects on disk: "):
+        source.take_snapshot("999", tmp_path / "other")
