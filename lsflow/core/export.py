@@ -6,6 +6,7 @@ when every format finished, so a failure never leaves a half-written dataset beh
 
 from __future__ import annotations
 
+import filecmp
 import os
 import shutil
 import uuid
@@ -32,6 +33,7 @@ class FormatResult:
     format_name: str
     path: Path
     report: dict
+    files: PublishSummary
 
 
 class TaskFileNames:
@@ -151,19 +153,29 @@ def export_datasets(
         results = {}
         for writer in writers:
             destination = out_root / writer.name
-            publish_directory(writer.out_dir, destination)
-            results[writer.name] = FormatResult(writer.name, destination, writer.report.as_dict())
+            files = publish_directory(writer.out_dir, destination)
+            results[writer.name] = FormatResult(writer.name, destination, writer.report.as_dict(), files)
         return results
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def publish_directory(source: Path, destination: Path) -> None:
+@dataclass(frozen=True, slots=True)
+class PublishSummary:
+    files_written: int  # new or changed files
+    files_kept: int  # byte-identical to the published copy: the old file (inode, mtime) is kept
+    files_removed: int  # published before, gone now (e.g. deleted tasks' label files)
+
+
+def publish_directory(source: Path, destination: Path) -> PublishSummary:
     """Move a finished directory into place, replacing what was there.
 
     `rename` of a directory is atomic on one filesystem; the old copy is first moved aside (also a
-    rename) so readers see either the old or the new dataset, never a mix.
+    rename) so readers see either the old or the new dataset, never a mix. Files whose bytes did not
+    change are carried over as hard links to the published ones, so an incremental re-export only
+    touches the files of changed tasks (rsync, DVC and mtimes see just those).
     """
+    summary = _carry_over_unchanged(source, destination)
     retired = None
     if destination.exists():
         retired = destination.with_name(f".retired-{destination.name}-{uuid.uuid4().hex[:8]}")
@@ -171,3 +183,26 @@ def publish_directory(source: Path, destination: Path) -> None:
     os.rename(source, destination)
     if retired is not None:
         shutil.rmtree(retired, ignore_errors=True)
+    return summary
+
+
+def _carry_over_unchanged(new: Path, old: Path) -> PublishSummary:
+    written = kept = 0
+    new_files = {p.relative_to(new) for p in new.rglob("*") if p.is_file()}
+    for relative in new_files:
+        fresh, published = new / relative, old / relative
+        if published.is_file() and published.stat().st_size == fresh.stat().st_size and filecmp.cmp(
+            published, fresh, shallow=False
+        ):
+            link = fresh.with_name(f".{fresh.name}.link")
+            try:
+                os.link(published, link)
+            except OSError:  # a filesystem without hard links: the fresh copy is just as good
+                written += 1
+                continue
+            os.replace(link, fresh)
+            kept += 1
+        else:
+            written += 1
+    removed = sum(1 for p in old.rglob("*") if p.is_file() and p.relative_to(old) not in new_files) if old.exists() else 0
+    return PublishSummary(written, kept, removed)

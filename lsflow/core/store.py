@@ -62,6 +62,16 @@ class StoreSummary:
     labels: dict[str, int]
 
 
+@dataclass
+class StoreChanges:
+    """What an incremental snapshot did to the store."""
+
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0  # fetched again (the watermark overlaps) but identical
+    deleted: int = 0
+
+
 def content_hash(task: Task) -> str:
     return hashlib.sha256(orjson.dumps(task.raw, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
@@ -136,6 +146,38 @@ def iter_store_tasks(directory: Path) -> Iterator[Task]:
         for raw in batch.column(0).to_pylist():
             yield Task.from_dict(orjson.loads(raw), position)
             position += 1
+
+
+def upserted_tasks(previous: Path, incoming: Iterable[Task], deleted_ids: set[int], changes: StoreChanges) -> Iterator[Task]:
+    """The previous store's tasks with `incoming` upserted and `deleted_ids` removed.
+
+    Order is the store's (tasks keep their place; new ones follow by id, as task ids only grow), so
+    the result equals a full export of the same project state. Applying the same changes twice gives
+    the same store: upserts are idempotent.
+    """
+    updates = {task.id: task for task in incoming}  # the changed set only: small by design
+    parquet = pq.ParquetFile(previous / "tasks.parquet")
+    position = 0
+    for batch in parquet.iter_batches(batch_size=BATCH_TASKS, columns=["task_id", "content_hash", "raw_json"]):
+        task_ids, digests, raws = (batch.column(i).to_pylist() for i in range(3))
+        for task_id, digest, raw in zip(task_ids, digests, raws):
+            position += 1
+            if task_id in deleted_ids:
+                changes.deleted += 1
+                updates.pop(task_id, None)
+                continue
+            update = updates.pop(task_id, None)
+            if update is None:
+                yield Task.from_dict(orjson.loads(raw), position)
+                continue
+            if content_hash(update) == digest:
+                changes.unchanged += 1
+            else:
+                changes.changed += 1
+            yield update
+    for task_id in sorted(updates):
+        changes.new += 1
+        yield updates[task_id]
 
 
 def _region_row(task: Task, annotation_id: Any, kind: str, region: Any, size: Any) -> dict:

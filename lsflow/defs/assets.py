@@ -3,24 +3,19 @@
 Assets only wire things together; what a format is and how it is checked lives in `lsflow.core`.
 """
 
-import shutil
 from pathlib import Path
 
 import dagster as dg
-import orjson
 
-from lsflow import __version__
-from lsflow.core.export import export_context, export_datasets, publish_directory
 from lsflow.core.formats import WRITERS, writer_class
 from lsflow.core.formats.base import CheckOutcome, ExportContext
-from lsflow.core.label_config import LabelConfig
 from lsflow.core.layout import ProjectLayout, directory_digest
-from lsflow.core.store import iter_store_tasks, read_manifest, write_store
+from lsflow.core.store import read_manifest
 from lsflow.defs.partitions import project_partitions
 from lsflow.defs.resources import DatasetSettings, TaskSourceResource
-from lsflow.sources.export_file import EXPORT_FILE, LABEL_CONFIG_FILE, count_tasks
+from lsflow.sources.export_file import EXPORT_FILE
+from lsflow.sources.project_sync import build_datasets, take_project_snapshot, update_store
 
-SNAPSHOT_FILE = "snapshot.json"
 REGION_ACCOUNTING = "region_accounting"
 FORMAT_KEYS = {name: dg.AssetKey(f"dataset_{name.lower()}") for name in WRITERS}
 
@@ -29,10 +24,11 @@ def _layout(context: dg.AssetExecutionContext, settings: DatasetSettings) -> Pro
     return ProjectLayout(Path(settings.output_root), context.partition_key)
 
 
-def _fresh(directory: Path) -> Path:
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
-    return directory
+FULL_EXPORT_TAG = "lsflow/full_export"
+
+
+class SnapshotConfig(dg.Config):
+    full: bool = False  # re-export every task even though the store holds an earlier snapshot
 
 
 @dg.asset(
@@ -41,36 +37,30 @@ def _fresh(directory: Path) -> Path:
     kinds={"json"},
     pool="label_studio",
     retry_policy=dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL),
-    description="The project's Label Studio JSON export (a snapshot), downloaded whole to disk.",
+    description="The project's Label Studio JSON export (a snapshot) on disk: every task the first time, "
+    "then only the tasks changed since the last one (run config `full: true` or run tag "
+    f"`{FULL_EXPORT_TAG}=true` forces a full export).",
 )
 def label_studio_snapshot(
-    context: dg.AssetExecutionContext, task_source: TaskSourceResource, settings: DatasetSettings
+    context: dg.AssetExecutionContext, config: SnapshotConfig, task_source: TaskSourceResource,
+    settings: DatasetSettings,
 ) -> dg.MaterializeResult:
     layout = _layout(context, settings)
-    staging = _fresh(layout.staging_dir("snapshot"))
-    source = task_source.open()
-    snapshot = source.take_snapshot(context.partition_key, staging)
-    task_count = count_tasks(snapshot.export_path)
-    record = {"project_id": snapshot.project_id, "snapshot_id": snapshot.snapshot_id, "md5": snapshot.md5,
-              "source": snapshot.source, "task_count": task_count}
-    (staging / SNAPSHOT_FILE).write_bytes(orjson.dumps(record, option=orjson.OPT_INDENT_2))
-    publish_directory(staging, layout.snapshot_dir)
+    full = config.full or context.run.tags.get(FULL_EXPORT_TAG, "").lower() == "true"
+    record = take_project_snapshot(task_source.open(), layout, full=full)
     return dg.MaterializeResult(
         metadata={
-            "snapshot_id": snapshot.snapshot_id or "",
-            "md5": snapshot.md5 or "",
-            "task_count": task_count,
-            "source": snapshot.source,
-            "label_config": bool(snapshot.label_config),
+            "snapshot_id": record.snapshot_id or "",
+            "md5": record.md5 or "",
+            "task_count": record.task_count,
+            "mode": record.mode,
+            "changed_since": record.changed_since or "",
+            "deleted_tasks": len(record.deleted_task_ids),
+            "source": record.source,
             "path": dg.MetadataValue.path(str(layout.snapshot_dir / EXPORT_FILE)),
         },
-        data_version=dg.DataVersion(snapshot.md5) if snapshot.md5 else None,
+        data_version=dg.DataVersion(record.md5) if record.md5 else None,
     )
-
-
-def _label_config(layout: ProjectLayout) -> LabelConfig | None:
-    path = layout.snapshot_dir / LABEL_CONFIG_FILE
-    return LabelConfig.from_file(path) if path.is_file() else None
 
 
 @dg.asset(
@@ -78,30 +68,24 @@ def _label_config(layout: ProjectLayout) -> LabelConfig | None:
     deps=[label_studio_snapshot],
     group_name="label_studio",
     kinds={"parquet"},
-    description="Tasks, annotations and regions in pixel units (Parquet) with a manifest of their origin.",
+    description="Tasks, annotations and regions in pixel units (Parquet), keyed by task id, with a manifest "
+    "of their origin; incremental snapshots are upserted into it.",
 )
 def normalized_tasks(context: dg.AssetExecutionContext, settings: DatasetSettings) -> dg.MaterializeResult:
-    from lsflow.sources.export_file import iter_export_tasks
-
     layout = _layout(context, settings)
-    snapshot = orjson.loads((layout.snapshot_dir / SNAPSHOT_FILE).read_bytes())
-    config = _label_config(layout)
-    staging = _fresh(layout.staging_dir("store"))
-    summary = write_store(
-        iter_export_tasks(layout.snapshot_dir / EXPORT_FILE),
-        staging,
-        image_key=(config.data_key("image") if config else None) or "image",
-        manifest={**snapshot, "lsflow_version": __version__},
-    )
-    publish_directory(staging, layout.store_dir)
+    summary, changes, record = update_store(layout)
     return dg.MaterializeResult(
         metadata={
             "tasks": summary.tasks,
             "annotations": summary.annotations,
             "predictions": summary.predictions,
             "regions": summary.regions,
-            "max_updated_at": summary.max_updated_at or "",
-            "snapshot_id": snapshot.get("snapshot_id") or "",
+            "mode": record.mode,
+            "new_tasks": changes.new,
+            "changed_tasks": changes.changed,
+            "deleted_tasks": changes.deleted,
+            "watermark": summary.max_updated_at or "",
+            "snapshot_id": record.snapshot_id or "",
             "labels": dg.MetadataValue.md(_label_table(summary.labels)),
             "path": dg.MetadataValue.path(str(layout.store_dir)),
         },
@@ -137,10 +121,7 @@ def datasets(context: dg.AssetExecutionContext, settings: DatasetSettings):
     layout = _layout(context, settings)
     formats = [name for name, key in FORMAT_KEYS.items() if key in context.selected_asset_keys]
     manifest = read_manifest(layout.store_dir)
-    export = export_context(_label_config(layout), lambda: iter_store_tasks(layout.store_dir),
-                            context.partition_key, media=settings.media())
-    results = export_datasets(iter_store_tasks(layout.store_dir), formats, layout.datasets_dir, export,
-                              policy=settings.policy())
+    results, export = build_datasets(layout, formats, settings.policy(), settings.media())
     for name in formats:
         result = results[name]
         key = FORMAT_KEYS[name]
@@ -159,6 +140,9 @@ def datasets(context: dg.AssetExecutionContext, settings: DatasetSettings):
                 "dropped_by_reason": dg.MetadataValue.json(report["dropped_by_reason"]),
                 "labels": dg.MetadataValue.md(_label_table(report["labels"])),
                 "annotation_policy": str(settings.policy()),
+                "files_written": result.files.files_written,
+                "files_unchanged": result.files.files_kept,
+                "files_removed": result.files.files_removed,
             },
             data_version=dg.DataVersion(directory_digest(result.path)),
             check_results=[

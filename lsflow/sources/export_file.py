@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import ijson
+import orjson
 
+from lsflow.core.incremental import changed_after
 from lsflow.core.model import ExportFormatError, Task
 from lsflow.sources.base import ProjectInfo, Snapshot
 
@@ -54,6 +56,22 @@ def _first_significant_byte(stream, path: Path) -> bytes:
     raise ExportFormatError(f"{path} is empty")
 
 
+def write_export(tasks: Iterable[dict], destination: Path) -> str:
+    """Write tasks as a JSON export, streaming; returns the file's md5."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(destination, "wb") as writer:
+        separator = b"["
+        for raw in tasks:
+            chunk = separator + orjson.dumps(raw)
+            digest.update(chunk)
+            writer.write(chunk)
+            separator = b","
+        closing = b"[]" if separator == b"[" else b"]"
+        digest.update(closing)
+        writer.write(closing)
+    return digest.hexdigest()
+
+
 def copy_with_md5(source: Path, destination: Path) -> str:
     digest = hashlib.md5(usedforsecurity=False)
     with open(source, "rb") as reader, open(destination, "wb") as writer:
@@ -80,14 +98,28 @@ class ExportFileSource:
                 projects.append(ProjectInfo(folder.name, folder.name, count_tasks(export), None))
         return projects
 
-    def take_snapshot(self, project_id: str, destination: Path) -> Snapshot:
-        folder = self.root / str(project_id)
-        export = folder / EXPORT_FILE
+    def _export(self, project_id: str) -> Path:
+        export = self.root / str(project_id) / EXPORT_FILE
         if not export.is_file():
             known = ", ".join(p.project_id for p in self.list_projects()) or "none"
             raise FileNotFoundError(f"project {project_id}: no {export} (projects on disk: {known})")
+        return export
+
+    def task_count(self, project_id: str) -> int:
+        return count_tasks(self._export(project_id))
+
+    def task_ids(self, project_id: str) -> list[int]:
+        return [task.id for task in iter_export_tasks(self._export(project_id))]
+
+    def take_snapshot(self, project_id: str, destination: Path, changed_since: str | None = None) -> Snapshot:
+        export = self._export(project_id)
+        folder = export.parent
         destination.mkdir(parents=True, exist_ok=True)
-        md5 = copy_with_md5(export, destination / EXPORT_FILE)
+        if changed_since is None:
+            md5 = copy_with_md5(export, destination / EXPORT_FILE)
+        else:
+            changed = (t.raw for t in iter_export_tasks(export) if changed_after(t.updated_at, changed_since))
+            md5 = write_export(changed, destination / EXPORT_FILE)
         label_config = None
         if (folder / LABEL_CONFIG_FILE).is_file():
             shutil.copyfile(folder / LABEL_CONFIG_FILE, destination / LABEL_CONFIG_FILE)

@@ -12,7 +12,7 @@ from lsflow.core.label_config import LabelConfig
 from lsflow.core.model import ExportFormatError
 from lsflow.core.selection import AnnotationPolicy
 from lsflow.sources.export_file import iter_export_tasks
-from lsflow.sources.media import LocalMedia
+from lsflow.sources.media import MediaResolver
 from lsflow_tests.paths import IMAGE_CONFIG, IMAGE_EXPORT, SAMPLE_MEDIA
 
 COS30 = math.sqrt(3) / 2
@@ -75,7 +75,7 @@ def test_box_crossing_the_image_edge_is_clipped_and_counted(tmp_path):
 
 
 def test_coco_loads_in_pycocotools_with_task_ids_as_image_ids(tmp_path):
-    results = export(tmp_path, ["COCO"], media=LocalMedia(SAMPLE_MEDIA))
+    results = export(tmp_path, ["COCO"], media=MediaResolver(SAMPLE_MEDIA, cache_dir=tmp_path / "media-cache"))
     coco = COCO(str(results["COCO"].path / "result.json"))
     # Task 105 has no regions: its size comes from the image header.
     assert coco.imgs[105]["width"] == 256 and coco.imgs[105]["height"] == 192

@@ -71,7 +71,11 @@ def test_unchanged_snapshot_gives_the_same_data_versions(instance, tmp_path):
 
     first = versions()
     assert len(first) == 2 + len(WRITERS) and all(first.values())
-    assert versions() == first
+    second = versions()
+    # The second snapshot holds only the tasks changed since the first (incremental); the store and
+    # every dataset built from it are the same, so nothing downstream has a reason to run again.
+    snapshot = dg.AssetKey("label_studio_snapshot")
+    assert {k: v for k, v in second.items() if k != snapshot} == {k: v for k, v in first.items() if k != snapshot}
 
 
 def test_partitions_add_registers_the_source_projects_once(tmp_path, monkeypatch):
