@@ -1,6 +1,7 @@
 """The `lsflow` command line.
 
     lsflow convert EXPORT.json --format COCO,YOLO --out DIR [--config XML] [--media-root DIR]
+                   [--allow-host HOST ...] [--cache-dir DIR] [--local-files-root DIR]
     lsflow partitions add [PROJECT_ID ...]
 """
 
@@ -8,17 +9,21 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
 
 from lsflow.core.export import export_context, export_datasets
-from lsflow.core.formats import UnknownFormatError, parse_formats
+from lsflow.core.formats import UnknownFormatError, parse_formats, writer_class
 from lsflow.core.label_config import LabelConfig, LabelConfigError
 from lsflow.core.model import ExportFormatError
 from lsflow.core.selection import POLICIES, AnnotationPolicy
 from lsflow.sources.export_file import iter_export_tasks
-from lsflow.sources.media import LocalMedia, MediaRefused
+from lsflow.sources.media import MediaOutcome, MediaReport, MediaResolver, media_keys, media_references
+from lsflow.sources.media_download import DownloadLimits
+
+_DEFAULT_LIMITS = DownloadLimits()
 
 
 def _warn(message, category, filename, lineno, file=None, line=None) -> None:
@@ -40,19 +45,51 @@ def main() -> None:
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The project's label config XML: class order and ids, keypoint order.")
 @click.option("--media-root", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Local copy of Label Studio's media folder (holds upload/), for image sizes.")
+              help="Local copy of Label Studio's media folder (holds upload/), read before downloading.")
+@click.option("--local-files-root", envvar="LOCAL_FILES_DOCUMENT_ROOT",
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The folder /data/local-files/?d= paths are relative to [env LOCAL_FILES_DOCUMENT_ROOT].")
+@click.option("--label-studio-url", envvar="LABEL_STUDIO_URL", metavar="URL",
+              help="Label Studio to download uploads from [env LABEL_STUDIO_URL]; the token is read from "
+                   "LABEL_STUDIO_API_KEY only, and sent only to this URL's host.")
+@click.option("--allow-host", "allowed", multiple=True, metavar="HOST",
+              help="Also download media from this host (host, host:port, *.example.com) or bucket "
+                   "(s3://bucket, gs://bucket, azure-blob://container). Repeatable.")
+@click.option("--cache-dir", envvar="LSFLOW_MEDIA_CACHE", type=click.Path(file_okay=False, path_type=Path),
+              help="Where downloaded media is kept between runs [env LSFLOW_MEDIA_CACHE; default "
+                   "~/.cache/lsflow/media].")
+@click.option("--max-file-mb", type=click.FloatRange(min=0, min_open=True), show_default=True,
+              default=_DEFAULT_LIMITS.max_bytes / 2**20, help="Refuse media files larger than this.")
+@click.option("--media-timeout", type=click.FloatRange(min=0, min_open=True), show_default=True,
+              default=_DEFAULT_LIMITS.timeout_seconds, help="Seconds one media download may take.")
+@click.option("--prefetch-media/--no-prefetch-media", default=None,
+              help="Download all task media first, concurrently [default: when a format copies media].")
 @click.option("--annotations", "policy_text", default="all", show_default=True,
               help=f"Which annotations of a task to export: {', '.join(POLICIES)}.")
 def convert(export_file: Path, formats: str, out_dir: Path, config_path: Path | None, media_root: Path | None,
+            local_files_root: Path | None, label_studio_url: str | None, allowed: tuple[str, ...],
+            cache_dir: Path | None, max_file_mb: float, media_timeout: float, prefetch_media: bool | None,
             policy_text: str) -> None:
-    """Convert a Label Studio JSON export into one or more dataset formats, in one pass."""
+    """Convert a Label Studio JSON export into one or more dataset formats, in one pass.
+
+    Task media (for image sizes, *_WITH_IMAGES copies, audio durations) is read from --media-root and
+    --local-files-root, else downloaded from Label Studio and the --allow-host hosts into a cache.
+    Media that cannot be had is reported and counted, not fatal.
+    """
     try:
         names = parse_formats(formats)
         policy = AnnotationPolicy.parse(policy_text)
         config = LabelConfig.from_file(config_path) if config_path else None
-        context = export_context(config, lambda: iter_export_tasks(export_file), media=LocalMedia(media_root))
-        results = export_datasets(iter_export_tasks(export_file), names, out_dir, context, policy)
-    except (ExportFormatError, UnknownFormatError, LabelConfigError, MediaRefused, ValueError) as error:
+        limits = DownloadLimits(max_bytes=int(max_file_mb * 2**20), timeout_seconds=media_timeout)
+        media = MediaResolver.from_environment(media_root=media_root, local_files_root=local_files_root,
+                                               label_studio_url=label_studio_url, allowed=allowed,
+                                               cache_dir=cache_dir, limits=limits)
+        with media:
+            if prefetch_media or (prefetch_media is None and any(writer_class(n).reads_media for n in names)):
+                _prefetch(media, media_references(iter_export_tasks(export_file), media_keys(config)))
+            context = export_context(config, lambda: iter_export_tasks(export_file), media=media)
+            results = export_datasets(iter_export_tasks(export_file), names, out_dir, context, policy)
+    except (ExportFormatError, UnknownFormatError, LabelConfigError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     for name, result in results.items():
         report = result.report
@@ -60,6 +97,34 @@ def convert(export_file: Path, formats: str, out_dir: Path, config_path: Path | 
                    f"clipped={report['regions_clipped']} dropped={report['regions_dropped']}")
         for reason, count in report["dropped_by_reason"].items():
             click.echo(f"    dropped {count}: {reason}")
+    _echo_media_report(media.report())
+
+
+def _prefetch(media: MediaResolver, references: Iterable[str]) -> None:
+    from tqdm import tqdm
+
+    problems = 0
+    # tqdm writes to stderr and turns itself off when that is not a terminal.
+    with tqdm(desc="media", unit=" files", disable=None) as bar:
+        def resolved(outcome: MediaOutcome) -> None:
+            nonlocal problems
+            bar.update()
+            if not outcome.status.resolved:
+                problems += 1
+                bar.set_postfix(missing_or_refused=problems)
+
+        media.prefetch(references, on_resolved=resolved)
+
+
+def _echo_media_report(report: MediaReport) -> None:
+    counts = report.as_dict()
+    if not counts["references"]:
+        return
+    click.echo(f"media: {counts['references']} files — {counts['local']} on disk, {counts['downloaded']} downloaded, "
+               f"{counts['cached']} from cache, {counts['missing']} missing, {counts['refused']} refused")
+    for problem in counts["problems"]:
+        click.echo(f"    {problem['status']} {problem['references']}: {problem['reason']} "
+                   f"(e.g. {problem['example']})")
 
 
 @main.group()

@@ -62,6 +62,9 @@ class DatasetWriter(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     checks: ClassVar[tuple[CheckSpec, ...]] = ()
+    # True when the writer reads every task's media file (copies images, measures audio): the CLI and
+    # the Dagster asset then fetch all media concurrently before the single pass over the tasks.
+    reads_media: ClassVar[bool] = False
 
     def __init__(self, out_dir: Path, context: ExportContext, report: RegionReport):
         self.out_dir = out_dir
