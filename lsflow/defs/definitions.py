@@ -1,7 +1,8 @@
 """`defs`: the Dagster definitions of lsflow. Only wiring; see the modules it imports.
 
 The task source is chosen with `LSFLOW_SOURCE`: `files` (default: the recorded exports under
-`LSFLOW_PROJECTS_DIR`, the embedded sample unless set).
+`LSFLOW_PROJECTS_DIR`, the embedded sample unless set) or `label_studio` (a live server at
+`LABEL_STUDIO_URL`, with `LABEL_STUDIO_API_KEY`; both read when a run starts, never stored).
 """
 
 import os
@@ -9,7 +10,9 @@ import os
 import dagster as dg
 
 from lsflow.defs.assets import datasets, label_studio_snapshot, normalized_tasks
-from lsflow.defs.resources import DatasetSettings, ExportFileSourceResource, TaskSourceResource
+from lsflow.defs.resources import DatasetSettings, ExportFileSourceResource, LabelStudioResource, TaskSourceResource
+from lsflow.defs.schedules import full_export
+from lsflow.defs.sensors import export_project, label_studio_projects
 
 SAMPLE_PROJECTS_DIR = "data/sample/projects"
 SAMPLE_MEDIA_ROOT = "data/sample/media"
@@ -19,7 +22,9 @@ def task_source_from_environment() -> TaskSourceResource:
     kind = os.environ.get("LSFLOW_SOURCE", "files")
     if kind == "files":
         return ExportFileSourceResource(projects_dir=os.environ.get("LSFLOW_PROJECTS_DIR", SAMPLE_PROJECTS_DIR))
-    raise ValueError(f"LSFLOW_SOURCE={kind!r}: expected 'files'")
+    if kind == "label_studio":
+        return LabelStudioResource(url=dg.EnvVar("LABEL_STUDIO_URL"), api_key=dg.EnvVar("LABEL_STUDIO_API_KEY"))
+    raise ValueError(f"LSFLOW_SOURCE={kind!r}: expected 'files' or 'label_studio'")
 
 
 def settings_from_environment() -> DatasetSettings:
@@ -33,5 +38,8 @@ def settings_from_environment() -> DatasetSettings:
 
 defs = dg.Definitions(
     assets=[label_studio_snapshot, normalized_tasks, datasets],
+    jobs=[export_project],
+    sensors=[label_studio_projects],
+    schedules=[full_export],
     resources={"task_source": task_source_from_environment(), "settings": settings_from_environment()},
 )

@@ -4,6 +4,7 @@
 in `definitions.py` from `LSFLOW_SOURCE`.
 """
 
+from enum import Enum
 from pathlib import Path
 
 import dagster as dg
@@ -11,6 +12,9 @@ import dagster as dg
 from lsflow.core.selection import AnnotationPolicy
 from lsflow.sources.base import TaskSource
 from lsflow.sources.export_file import ExportFileSource
+from lsflow.sources.label_studio import (
+    AnnotationFilter, LabelStudioSource, Serialization, SnapshotOptions, TaskFilter, Timing,
+)
 from lsflow.sources.media import MediaResolver
 from lsflow.sources.media_download import DownloadLimits
 
@@ -29,6 +33,75 @@ class ExportFileSourceResource(TaskSourceResource):
 
     def open(self) -> TaskSource:
         return ExportFileSource(Path(self.projects_dir))
+
+
+_SNAPSHOT = SnapshotOptions()
+_TIMING = Timing()
+
+
+class FilterMode(str, Enum):
+    only = "only"
+    exclude = "exclude"
+
+
+class TaskFilterOptions(dg.Config):
+    """Which tasks a snapshot holds; `only`/`exclude` or unset for each condition."""
+
+    view: int | None = _SNAPSHOT.task_filter.view  # a Data Manager tab whose filters apply
+    finished: FilterMode | None = _SNAPSHOT.task_filter.finished
+    annotated: FilterMode | None = _SNAPSHOT.task_filter.annotated
+    skipped: FilterMode | None = _SNAPSHOT.task_filter.skipped
+    only_with_annotations: bool = _SNAPSHOT.task_filter.only_with_annotations
+
+
+class AnnotationFilterOptions(dg.Config):
+    """Which annotations a snapshot holds (default: all; the annotation policy chooses later)."""
+
+    usual: bool = _SNAPSHOT.annotation_filter.usual
+    ground_truth: bool = _SNAPSHOT.annotation_filter.ground_truth
+    skipped: bool = _SNAPSHOT.annotation_filter.skipped
+
+
+class SerializationOptions(dg.Config):
+    predictions: bool = _SNAPSHOT.serialization.predictions  # full predictions, not only their ids
+    drafts: bool = _SNAPSHOT.serialization.drafts
+    annotation_history: bool = _SNAPSHOT.serialization.annotation_history
+    annotator_details: bool = _SNAPSHOT.serialization.annotator_details
+
+
+class LabelStudioResource(TaskSourceResource):
+    """A live Label Studio server, through its Snapshot API.
+
+    `url` and `api_key` come from `dg.EnvVar("LABEL_STUDIO_URL")` / `dg.EnvVar("LABEL_STUDIO_API_KEY")`
+    (see definitions.py), so the key never appears in config or run metadata. The key may be a
+    personal access token or a legacy token.
+    """
+
+    url: str
+    api_key: str
+    request_timeout_seconds: float = _TIMING.request_timeout
+    poll_interval_seconds: float = _TIMING.poll_interval
+    poll_backoff: float = _TIMING.poll_backoff
+    max_poll_interval_seconds: float = _TIMING.max_poll_interval
+    max_wait_seconds: float = _TIMING.max_wait
+    retries: int = _TIMING.retries
+    retry_delay_seconds: float = _TIMING.retry_delay
+    task_filter_options: TaskFilterOptions = TaskFilterOptions()
+    annotation_filter_options: AnnotationFilterOptions = AnnotationFilterOptions()
+    serialization_options: SerializationOptions = SerializationOptions()
+
+    def open(self) -> LabelStudioSource:
+        options = SnapshotOptions(
+            TaskFilter(**self.task_filter_options.model_dump(mode="json")),
+            AnnotationFilter(**self.annotation_filter_options.model_dump()),
+            Serialization(**self.serialization_options.model_dump()),
+        )
+        timing = Timing(
+            request_timeout=self.request_timeout_seconds, poll_interval=self.poll_interval_seconds,
+            poll_backoff=self.poll_backoff, max_poll_interval=self.max_poll_interval_seconds,
+            max_wait=self.max_wait_seconds, retries=self.retries, retry_delay=self.retry_delay_seconds,
+        )
+        return LabelStudioSource(self.url, self.api_key, options, timing)
 
 
 class DatasetSettings(dg.ConfigurableResource):
