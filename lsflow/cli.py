@@ -2,6 +2,7 @@
 
     lsflow convert EXPORT.json --format COCO,YOLO --out DIR [--config XML] [--media-root DIR]
                    [--allow-host HOST ...] [--cache-dir DIR] [--local-files-root DIR]
+    lsflow export PROJECT_ID FORMAT --path DIR [--media-root DIR] [--annotations POLICY]
     lsflow partitions add [PROJECT_ID ...]
 """
 
@@ -125,6 +126,88 @@ def _echo_media_report(report: MediaReport) -> None:
     for problem in counts["problems"]:
         click.echo(f"    {problem['status']} {problem['references']}: {problem['reason']} "
                    f"(e.g. {problem['example']})")
+
+
+@main.command("export")
+@click.argument("project_id")
+@click.argument("formats", metavar="FORMAT")
+@click.option("--path", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder; each format is written to PATH/<FORMAT>/.")
+@click.option("--media-root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Local copy of Label Studio's media folder (holds upload/), read before downloading.")
+@click.option("--annotations", "policy_text", default="all", show_default=True,
+              help=f"Which annotations of a task to export: {', '.join(POLICIES)}.")
+def export(project_id: str, formats: str, out_dir: Path, media_root: Path | None, policy_text: str) -> None:
+    """Export project PROJECT_ID of a running Label Studio into FORMAT (comma-separated names).
+
+    `label-studio export PROJECT FORMAT --path DIR`, but over the API from any machine: a snapshot is
+    taken and downloaded, then converted in one pass. The server and token come from LABEL_STUDIO_URL
+    and LABEL_STUDIO_API_KEY (a personal access token or a legacy token); `DEBUG=1 LOG_LEVEL=DEBUG`
+    shows each step.
+    """
+    import logging
+    import os
+    import shutil
+    import tempfile
+
+    from tqdm import tqdm
+
+    from lsflow.sources.export_file import count_tasks
+    from lsflow.sources.label_studio import LabelStudioError, LabelStudioSource
+
+    _log_from_environment()
+    url = os.environ.get("LABEL_STUDIO_URL", "")
+    try:
+        names = parse_formats(formats)
+        policy = AnnotationPolicy.parse(policy_text)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        # The snapshot is downloaded next to the output (same disk) and removed once converted.
+        staging = Path(tempfile.mkdtemp(prefix=".lsflow-snapshot-", dir=out_dir))
+        try:
+            with tqdm(desc=f"snapshot of project {project_id}", unit="B", unit_scale=True, disable=None) as bar:
+                def downloaded(done: int, total: int | None) -> None:
+                    bar.total = total
+                    bar.update(done - bar.n)
+
+                source = LabelStudioSource(url, os.environ.get("LABEL_STUDIO_API_KEY", ""), progress=downloaded)
+                snapshot = source.take_snapshot(project_id, staging)
+            task_count = count_tasks(snapshot.export_path)
+            logging.getLogger(__name__).info("snapshot %s: %d tasks", snapshot.snapshot_id, task_count)
+            config = LabelConfig.parse(snapshot.label_config) if snapshot.label_config else None
+            media = MediaResolver.from_environment(media_root=media_root, label_studio_url=url)
+            with media:
+                if any(writer_class(name).reads_media for name in names):
+                    _prefetch(media, media_references(iter_export_tasks(snapshot.export_path), media_keys(config)))
+                context = export_context(config, lambda: iter_export_tasks(snapshot.export_path), project_id,
+                                         media=media)
+                tasks = tqdm(iter_export_tasks(snapshot.export_path), desc="tasks", unit=" tasks", total=task_count,
+                             disable=None)
+                results = export_datasets(tasks, names, out_dir, context, policy)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    except (LabelStudioError, ExportFormatError, UnknownFormatError, LabelConfigError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"project {project_id}: snapshot {snapshot.snapshot_id}, {task_count} tasks, md5 {snapshot.md5}")
+    for name, result in results.items():
+        report = result.report
+        click.echo(f"{name}: {result.path}  tasks={report['tasks']} regions written={report['regions_written']} "
+                   f"clipped={report['regions_clipped']} dropped={report['regions_dropped']}")
+        for reason, count in report["dropped_by_reason"].items():
+            click.echo(f"    dropped {count}: {reason}")
+    _echo_media_report(media.report())
+
+
+def _log_from_environment() -> None:
+    """Label Studio's own switches: `LOG_LEVEL=DEBUG` (or `DEBUG=1`) logs each request and step to stderr.
+
+    httpcore stays quiet: at DEBUG it prints raw response headers, session cookies included.
+    """
+    import logging
+    import os
+
+    level = os.environ.get("LOG_LEVEL") or ("DEBUG" if os.environ.get("DEBUG") == "1" else "WARNING")
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpcore").setLevel(max(logging.INFO, logging.getLogger().level))
 
 
 @main.group()
