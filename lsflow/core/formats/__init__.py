@@ -5,11 +5,24 @@ from __future__ import annotations
 from lsflow.core.formats.base import DatasetWriter
 from lsflow.core.formats.coco import CocoWriter
 from lsflow.core.formats.voc import VocWriter
+from lsflow.core.formats.asr_manifest import AsrManifestWriter
+from lsflow.core.formats.conll import ConllWriter
+from lsflow.core.formats.csv import CsvWriter, TsvWriter
+from lsflow.core.formats.json import JsonWriter
+from lsflow.core.formats.json_min import JsonMinWriter
+from lsflow.core.formats.spacy import SpacyWriter
 from lsflow.core.formats.yolo import YoloWriter
 
 WRITERS: dict[str, type[DatasetWriter]] = {
     writer.name: writer
     for writer in (
+        JsonWriter,
+        JsonMinWriter,
+        CsvWriter,
+        TsvWriter,
+        ConllWriter,
+        SpacyWriter,
+        AsrManifestWriter,
         CocoWriter,
         VocWriter,
         YoloWriter,

@@ -30,6 +30,9 @@ class ExportContext:
     project_id: str | None = None
     image_key: str | None = "image"  # the task `data` key holding the image
     media: MediaLookup | None = None  # finds task media on disk (or downloads it), if reachable
+    # Writer options by name (`csv_header=false`), as given on the command line; each writer reads the
+    # ones it declares in `DatasetWriter.option_help` and rejects values it cannot use.
+    options: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,8 @@ class DatasetWriter(ABC):
     # True when the writer reads every task's media file (copies images, measures audio): the CLI and
     # the Dagster asset then fetch all media concurrently before the single pass over the tasks.
     reads_media: ClassVar[bool] = False
+    # The options this writer reads from `context.options`: name → what it does (shown by the CLI).
+    option_help: ClassVar[dict[str, str]] = {}
 
     def __init__(self, out_dir: Path, context: ExportContext, report: RegionReport):
         self.out_dir = out_dir

@@ -1,0 +1,178 @@
+"""CSV and TSV: Label Studio's per-annotation records (see `json_min`) as one table, `result.csv`/`result.tsv`.
+
+Columns are Label Studio's, sorted by name: every task `data` key (renamed `_data_<key>` when a
+control tag has the same name anywhere in the export), `id`, one per control tag (`<name>_transcript`
+too for chats), `annotator`, `annotation_id`, `created_at`, `updated_at`, `lead_time`, and `agreement`
+and `history` when some record has them. Values are quoted unless numeric; objects and lists are
+compact JSON. A task without annotations is a row with empty annotation columns.
+
+The columns are only known once every task was seen, so rows are first written to a fragment file
+(one JSON line each) and the table is assembled from it in `close`: one pass over the tasks, memory
+holding only the column names.
+
+Options (`ExportContext.options`): `csv_header` (default `true`) and `csv_multi_value_separator`
+(default unset: several choices or text lines stay JSON, as in Label Studio; when set, e.g. `|`,
+they are joined with it).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, TaskItem
+from lsflow.core.formats.json_min import AnnotationRecord, RecordWriter, annotator, cell_value
+
+HEADER_OPTION = "csv_header"
+SEPARATOR_OPTION = "csv_multi_value_separator"
+COLUMNS_FILE = "columns.txt"  # the column names, one a line, written when the header is off
+ANNOTATION_COLUMNS = ("annotator", "annotation_id", "created_at", "updated_at", "lead_time")
+_FRAGMENT = ".rows.jsonl"
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def _compact_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _chat_transcript(messages: Any) -> str:
+    """`role: content` lines, as Label Studio writes a chat's transcript column."""
+    lines = []
+    for message in messages if isinstance(messages, list) else ():
+        if not isinstance(message, dict):
+            continue
+        role, content = str(message.get("role", "")), str(message.get("content", ""))
+        lines.append((f"{role}: {content}" if content else f"{role}:") if role else content)
+    return "\n".join(lines)
+
+
+class CsvWriter(RecordWriter):
+    name = "CSV"
+    description = "Label Studio's CSV: one row per annotation, a column per task data key and control tag"
+    checks = (CheckSpec("csv_rows_match_annotations",
+                        "every row has every column and the rows with an annotation id match the exported annotations"),)
+    option_help = {
+        HEADER_OPTION: "write the header row (true/false, default true); without it the columns are in columns.txt",
+        SEPARATOR_OPTION: "join several choices or text lines of one cell with this string instead of a JSON list",
+    }
+    delimiter = ","
+    extension = "csv"
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.header = _flag(self.context.options.get(HEADER_OPTION, "true"), HEADER_OPTION)
+        self.separator = self.context.options.get(SEPARATOR_OPTION) or None
+        self._fragment: IO[bytes] = open(self.out_dir / _FRAGMENT, "wb")
+        self._input_keys: set[str] = set()
+        self._output_keys: set[str] = set()
+        self._other_columns: set[str] = set(ANNOTATION_COLUMNS)
+
+    def write(self, item: TaskItem) -> None:
+        for record in self.records(item):
+            outputs = {}
+            for name, results in record.outputs.items():
+                outputs[name] = self._cell(results)
+                if any(tag_type in ("Chat", "chatmessage") for tag_type, _ in results):
+                    outputs[f"{name}_transcript"] = _chat_transcript(cell_value(results))
+            inputs = {key: _compact_json(v) if isinstance(v, (dict, list)) else v for key, v in record.data.items()}
+            tail = self._annotation_columns(record)
+            self._input_keys.update(inputs)
+            self._output_keys.update(key for key in outputs if key in record.outputs)
+            self._other_columns.update(outputs, tail)
+            if record.task_id is not None:
+                self._other_columns.add("id")
+            self._fragment.write(orjson.dumps([record.task_id, outputs, inputs, tail]) + b"\n")
+
+    def _cell(self, results: list[tuple[str, dict[str, Any]]]) -> Any:
+        if self.separator is not None and all(tag_type in ("Choices", "TextArea") for tag_type, _ in results):
+            key = {"Choices": "choices", "TextArea": "text"}
+            values = [str(v) for tag_type, value in results for v in value.get(key[tag_type]) or ()]
+            return self.separator.join(values)
+        value = cell_value(results)
+        return value if isinstance(value, str) else _compact_json(value)
+
+    @staticmethod
+    def _annotation_columns(record: AnnotationRecord) -> dict[str, Any]:
+        columns = {
+            "annotator": annotator(record.completed_by, numeric_id=False),
+            "annotation_id": record.field("id"),
+            "created_at": record.field("created_at"),
+            "updated_at": record.field("updated_at"),
+            "lead_time": record.field("lead_time"),
+        }
+        if record.agreement is not None:
+            columns["agreement"] = record.agreement[0]
+        history = record.field("history")
+        if history:
+            columns["history"] = _compact_json(history)
+        return columns
+
+    def close(self) -> None:
+        self._fragment.close()
+        fragment = self.out_dir / _FRAGMENT
+        # A data key that is also a control tag's name keeps the tag's column; the data moves aside.
+        renamed = {key: f"_data_{key}" for key in self._input_keys & self._output_keys}
+        columns = sorted(self._other_columns | {renamed.get(key, key) for key in self._input_keys})
+        with open(self.out_dir / f"result.{self.extension}", "w", encoding="utf-8", newline="") as table, \
+                open(fragment, "rb") as rows:
+            writer = csv.DictWriter(table, fieldnames=columns, quoting=csv.QUOTE_NONNUMERIC,
+                                    delimiter=self.delimiter, lineterminator="\r\n")
+            if self.header:
+                writer.writeheader()
+            for line in rows:
+                task_id, outputs, inputs, tail = orjson.loads(line)
+                row: dict[str, Any] = {} if task_id is None else {"id": task_id}
+                row.update(outputs)
+                row.update((renamed.get(key, key), value) for key, value in inputs.items())
+                row.update(tail)
+                writer.writerow(row)
+        fragment.unlink()
+        if not self.header:
+            (self.out_dir / COLUMNS_FILE).write_text("".join(f"{c}\n" for c in columns), encoding="utf-8")
+
+    @classmethod
+    def check(cls, out_dir: Path, context: ExportContext) -> list[CheckOutcome]:
+        report = json.loads((out_dir / "lsflow_report.json").read_text(encoding="utf-8"))
+        problems: list[str] = []
+        annotation_ids: set[str] = set()
+        rows = 0
+        with open(out_dir / f"result.{cls.extension}", encoding="utf-8", newline="") as table:
+            reader = csv.reader(table, delimiter=cls.delimiter)
+            columns_file = out_dir / COLUMNS_FILE
+            columns = (columns_file.read_text(encoding="utf-8").splitlines() if columns_file.is_file()
+                       else next(reader, []))
+            position = columns.index("annotation_id") if "annotation_id" in columns else None
+            if position is None:
+                problems.append("no annotation_id column")
+            for number, row in enumerate(reader, 2 if not columns_file.is_file() else 1):
+                rows += 1
+                if len(row) != len(columns):
+                    problems.append(f"row {number}: {len(row)} fields, {len(columns)} columns")
+                elif position is not None and row[position]:
+                    if row[position] in annotation_ids:
+                        problems.append(f"row {number}: annotation {row[position]} appears twice")
+                    annotation_ids.add(row[position])
+        if len(annotation_ids) != report["annotations_exported"]:
+            problems.append(f"{len(annotation_ids)} rows carry an annotation, "
+                            f"{report['annotations_exported']} annotations were exported")
+        return [CheckOutcome("csv_rows_match_annotations", not problems, problems[:20],
+                             {"rows": rows, "annotation_rows": len(annotation_ids), "columns": len(columns)})]
+
+
+class TsvWriter(CsvWriter):
+    name = "TSV"
+    description = "Label Studio's TSV: the CSV table, tab-separated"
+    delimiter = "\t"
+    extension = "tsv"
+
+
+def _flag(text: str, option: str) -> bool:
+    if text.strip().lower() in _TRUE:
+        return True
+    if text.strip().lower() in _FALSE:
+        return False
+    raise ValueError(f"option {option}={text!r}: expected true or false")

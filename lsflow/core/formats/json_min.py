@@ -1,0 +1,192 @@
+"""JSON_MIN: one flat record per annotation — the task data plus a value per control tag.
+
+The records are Label Studio's (`label_studio_sdk.converter`, JSON_MIN and CSV share them):
+
+- one record per exported annotation, a task's annotations newest first (by `created_at`); a task
+  with no annotations at all gets one record without annotation fields; cancelled annotations get
+  none (the annotation policy leaves them out, as Label Studio does);
+- the task's `data` keys, then `id`, then one key per control tag (`from_name`) holding its results:
+  a single choice or a single text line as a plain string, otherwise the list of result values;
+- `annotator` (the email when `completed_by` is an object, else the user id), `annotation_id`,
+  `created_at`, `updated_at`, `lead_time`, and the task's `agreement` when it has one.
+
+Results are kept when their `from_name` is a control tag of the label config (Repeater names such as
+`labels_{{idx}}` match `labels_0`, …) or, without a label config, all of them. Results Label Studio
+passes over silently — relations, results of tags the config does not have — are reported as
+dropped here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+import ijson
+
+from lsflow.core.formats.base import CheckOutcome, CheckSpec, DatasetWriter, ExportContext, TaskItem
+from lsflow.core.model import Annotation
+
+RESULT_FILE = "result.json"
+# Label Studio's names for the tag types whose single values are written plain; the rest only
+# differ in case, which nothing depends on (the type is not written).
+_TAG_TYPES = {"choices": "Choices", "textarea": "TextArea", "chat": "Chat"}
+_TEMPLATE = re.compile(r"\{\{[^}]*\}\}")
+
+
+@dataclass(frozen=True, slots=True)
+class AnnotationRecord:
+    """What Label Studio's converter calls an item: one annotation of a task, results by control tag."""
+
+    task_id: Any
+    data: dict[str, Any]
+    outputs: dict[str, list[tuple[str, dict[str, Any]]]]  # from_name → [(tag type, result value)]
+    annotation: Annotation | None  # None for a task without annotations
+    agreement: tuple[Any] | None  # (the task's agreement,) when the task has one
+
+    @property
+    def completed_by(self) -> Any:
+        return self.annotation.raw.get("completed_by", {}) if self.annotation else {}
+
+    def field(self, name: str) -> Any:
+        return self.annotation.raw.get(name) if self.annotation else None
+
+
+def cell_value(results: list[tuple[str, dict[str, Any]]]) -> Any:
+    """A control tag's results as one value: a lone choice or text line plain, else a list."""
+    values = []
+    for tag_type, value in results:
+        if tag_type == "Choices" and len(value.get("choices") or ()) == 1:
+            values.append(value["choices"][0])
+        elif tag_type == "TextArea" and len(value.get("text") or ()) == 1:
+            values.append(value["text"][0])
+        elif tag_type in ("Chat", "chatmessage"):
+            values.append(value.get("chatmessage", value))
+        else:
+            values.append(value)
+    last_type = results[-1][0] if results else None
+    return values[0] if last_type in ("Choices", "TextArea") and len(values) == 1 else values
+
+
+def annotator(completed_by: Any, numeric_id: bool, default: Any = None) -> Any:
+    """The email of an expanded user, else the user id (a string unless `numeric_id`)."""
+    if isinstance(completed_by, dict):
+        return completed_by.get("email", default)
+    if numeric_id and isinstance(completed_by, int):
+        return completed_by
+    return str(completed_by)
+
+
+class ControlTags:
+    """Which `from_name`s have a column, and their tag type, from the label config."""
+
+    def __init__(self, context: ExportContext):
+        config = context.label_config
+        self.everything = config is None
+        self.types: dict[str, str] = {}
+        self.templates: list[tuple[re.Pattern[str], str]] = []
+        for control in config.controls if config else ():
+            tag_type = _TAG_TYPES.get(control.tag, control.tag)
+            if _TEMPLATE.search(control.name):
+                parts = _TEMPLATE.split(control.name)
+                self.templates.append((re.compile(".*".join(re.escape(p) for p in parts)), tag_type))
+            else:
+                self.types[control.name] = tag_type
+
+    def tag_type(self, from_name: str, result_type: str) -> str | None:
+        if self.everything:
+            return result_type or "unknown"
+        if from_name in self.types:
+            return self.types[from_name]
+        for pattern, tag_type in self.templates:
+            if pattern.fullmatch(from_name):
+                return tag_type
+        if result_type == "chatmessage":
+            return "chatmessage"
+        return None
+
+
+class RecordWriter(DatasetWriter):
+    """A writer of Label Studio's per-annotation records (JSON_MIN, CSV, TSV)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.control_tags = ControlTags(self.context)
+
+    def records(self, item: TaskItem) -> Iterator[AnnotationRecord]:
+        agreement = (item.task.raw["agreement"],) if "agreement" in item.task.raw else None
+        if not item.task.annotations:
+            yield AnnotationRecord(item.task.id, item.task.data, {}, None, None)
+            return
+        # Newest first, as Label Studio orders them (a stable sort: ties keep their order).
+        for annotation in sorted(item.annotations, key=lambda a: a.created_at or "", reverse=True):
+            outputs: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+            for region in annotation.regions:
+                result_type = str(region.raw.get("type") or "")
+                if not region.from_name:
+                    reason = "relations have no column" if region.type == "relation" else "result has no from_name"
+                    self.drop(item, annotation, region, reason)
+                    continue
+                tag_type = self.control_tags.tag_type(region.from_name, result_type)
+                if tag_type is None:
+                    self.drop(item, annotation, region, f"'{region.from_name}' is not a control tag of the label config")
+                    continue
+                value = {key: v for key, v in region.value.items() if key != "type"}
+                if tag_type != "chatmessage":  # Label Studio adds the image size to all but chat messages
+                    value.update({k: region.raw[k] for k in ("original_width", "original_height") if k in region.raw})
+                outputs[region.from_name].append((tag_type, value))
+                self.report.wrote((region.labels or [None])[0])
+            yield AnnotationRecord(item.task.id, item.task.data, dict(outputs), annotation, agreement)
+
+
+class JsonMinWriter(RecordWriter):
+    name = "JSON_MIN"
+    description = "Label Studio's JSON-MIN: one flat record per annotation (task data + a value per control)"
+    checks = (CheckSpec("json_min_records", "result.json parses and holds a record per exported annotation"),)
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._stream: IO[str] = open(self.out_dir / RESULT_FILE, "w", encoding="utf-8")
+        self._stream.write("[\n")
+        self._first = True
+
+    def write(self, item: TaskItem) -> None:
+        for record in self.records(item):
+            document = dict(record.data)
+            if record.task_id is not None:
+                document["id"] = record.task_id
+            for name, results in record.outputs.items():
+                document[name] = cell_value(results)
+            document["annotator"] = annotator(record.completed_by, numeric_id=True)
+            for key in ("annotation_id", "created_at", "updated_at", "lead_time"):
+                document[key] = record.field("id" if key == "annotation_id" else key)
+            if record.agreement is not None:
+                document["agreement"] = record.agreement[0]
+            if not self._first:
+                self._stream.write(",\n")
+            self._stream.write(json.dumps(document, indent=2, ensure_ascii=False))
+            self._first = False
+
+    def close(self) -> None:
+        self._stream.write("\n]")
+        self._stream.close()
+
+    @classmethod
+    def check(cls, out_dir: Any, context: ExportContext) -> list[CheckOutcome]:
+        report = json.loads((out_dir / "lsflow_report.json").read_text(encoding="utf-8"))
+        problems, with_annotation, records = [], 0, 0
+        try:
+            with open(out_dir / RESULT_FILE, "rb") as stream:
+                for record in ijson.items(stream, "item", use_float=True):
+                    records += 1
+                    with_annotation += record.get("annotation_id") is not None
+        except ijson.JSONError as error:
+            problems.append(f"{RESULT_FILE} is not valid JSON after {records} records: {error}")
+        if not problems and with_annotation != report["annotations_exported"]:
+            problems.append(f"{with_annotation} records carry an annotation, {report['annotations_exported']} "
+                            "annotations were exported")
+        return [CheckOutcome("json_min_records", not problems, problems,
+                             {"records": records, "annotation_records": with_annotation})]
