@@ -1,11 +1,15 @@
-"""COCO: `result.json` + `images/`, Label Studio's layout.
+"""COCO and COCO_WITH_IMAGES: `result.json` + `images/`, Label Studio's layout.
 
 - image ids are Label Studio task ids, so a prediction traces back to its task;
 - rectangles: `bbox` = the pixel-space envelope of the rotated corners, clipped to the image;
   rotated ones also get their 4-corner polygon as `segmentation`;
 - polygons (and ellipses): clipped polygon as `segmentation`, shoelace `area`;
-- keypoints: attached to their parent rectangle (`parentID`) when it has one, else one COCO
-  annotation per Label Studio annotation; order from `model_index`, else label-config order;
+- brush masks: `segmentation` as COCO RLE (holes survive, unlike contour polygons), `area` the
+  pixel count, `bbox` the mask's extent;
+- keypoints: attached to their parent object (`parentID`) when it has one, else one COCO
+  annotation per Label Studio annotation in an extra `keypoints` category; order from
+  `model_index`, else label-config order — never a failure (Label Studio's export fails without
+  `model_index`);
 - every annotation carries `label_studio: {annotation, region}` for lineage.
 
 Images and annotations are streamed into fragment files while tasks pass and joined at `close`,
@@ -17,26 +21,31 @@ from __future__ import annotations
 import contextlib
 import io
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import numpy as np
 import orjson
 
-from lsflow.core.formats.base import CheckOutcome, CheckSpec, DatasetWriter, TaskItem
+from lsflow.core.formats.base import CheckOutcome, CheckSpec, TaskItem
+from lsflow.core.formats.vision import (
+    IMAGES_READABLE, KEYPOINT_VISIBLE, PlacedKeypoint, VisionWriter, check_images_readable,
+)
 from lsflow.core.geometry import clip_envelope, clip_polygon, envelope, is_inside, polygon_area
 from lsflow.core.model import Annotation
+from lsflow.core.rle import coco_rle
 from lsflow.core.shapes import Shape
 
-RESULT_FILE = "result.json"
-KEYPOINT_VISIBLE = 2
 IMAGE_SIZE_UNKNOWN = "image size unknown: no region carries it and the image is not reachable"
+COCO_LOADS = CheckSpec(
+    "coco_loads", "the file loads in pycocotools, every box lies inside its image and every mask has its image's size"
+)
 
 
-class CocoWriter(DatasetWriter):
+class CocoWriter(VisionWriter):
     name = "COCO"
-    description = "COCO JSON: boxes, polygons and keypoints in pixels"
-    checks = (
-        CheckSpec("coco_loads", "result.json loads in pycocotools and every box lies inside its image"),
-    )
+    description = "COCO JSON: boxes, polygons, keypoints and brush masks (RLE) in pixels"
+    result_file: ClassVar[str] = "result.json"
+    checks = (COCO_LOADS,)
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
@@ -47,38 +56,42 @@ class CocoWriter(DatasetWriter):
         (self.out_dir / "images").mkdir()
 
     def write(self, item: TaskItem) -> None:
+        image_file = f"images/{item.file_name}"
+        if self.copies_images:
+            copied = self.take_image(item, self.out_dir / "images")
+            if copied is None:
+                return
+            image_file = copied.relative_to(self.out_dir).as_posix()
         if item.image_size is not None:
             self._append(self._images, {
                 "id": item.task.id,
                 "width": item.image_size.width,
                 "height": item.image_size.height,
-                "file_name": f"images/{item.file_name}",
+                "file_name": image_file,
             })
         else:
             self.report.images_skipped[IMAGE_SIZE_UNKNOWN] += 1
-        boxes: dict[tuple[Any, str], dict] = {}  # (annotation id, region id) → COCO box annotation
-        loose_keypoints: dict[Any, list[Shape]] = {}
-        pending: list[tuple[Annotation, Shape]] = []
+        objects: dict[tuple[Any, Any], dict] = {}  # (annotation id, region id) → COCO annotation
+        keypoints: list[tuple[Annotation, Shape]] = []
         for annotation, shape in self.shapes(item):
+            if shape.kind == "keypoint":
+                keypoints.append((annotation, shape))
+                continue
             if shape.kind == "mask":
-                self.drop(item, annotation, shape.region, "brush masks go to BRUSH_* formats, not COCO")
-            elif shape.kind == "keypoint":
-                pending.append((annotation, shape))
+                coco = self._mask_annotation(item, annotation, shape)
             else:
                 coco = self._shape_annotation(item, annotation, shape)
-                if coco is not None:
-                    boxes[(annotation.id, shape.region.id)] = coco
-        for annotation, shape in pending:
-            parent = boxes.get((annotation.id, shape.region.parent_id))
-            if parent is not None:
-                self._add_keypoint(item, annotation, shape, parent)
+            if coco is not None:
+                objects[(annotation.id, shape.region.id)] = coco
+        loose = []
+        for (annotation_id, parent), placed in self.group_keypoints(item, keypoints, set(objects)).items():
+            if parent is None:
+                loose.append(self._keypoint_group(item, annotation_id, placed))
             else:
-                loose_keypoints.setdefault(annotation.id, []).append(shape)
-        for coco in boxes.values():
+                self._set_keypoints(objects[(annotation_id, parent)], placed)
+        for coco in [*objects.values(), *loose]:
             self._append(self._annotations, coco)
-        for annotation in item.annotations:
-            if annotation.id in loose_keypoints:
-                self._keypoint_group(item, annotation, loose_keypoints[annotation.id])
+        self.record_files(item, image_file, [self.result_file])
 
     def _shape_annotation(self, item: TaskItem, annotation: Annotation, shape: Shape) -> dict | None:
         found = self.class_id(item, annotation, shape.region)
@@ -92,7 +105,7 @@ class CocoWriter(DatasetWriter):
         if len(clipped_points) < 3 or polygon_area(clipped_points) <= 0:
             self.drop(item, annotation, shape.region, "no area inside the image")
             return None
-        was_clipped = len(clipped_points) != len(shape.points) or clipped_points != list(shape.points)
+        was_clipped = clipped_points != list(shape.points)
         if shape.kind == "box":
             box = clip_envelope(shape.envelope, width, height)
             if box is None:
@@ -106,62 +119,64 @@ class CocoWriter(DatasetWriter):
             segmentation = [_flat(clipped_points)]
             area = polygon_area(clipped_points)
         self.report.wrote(label, clipped=was_clipped)
-        coco = {
+        return self._object(item, annotation, shape, category_id, segmentation,
+                            [box.xmin, box.ymin, box.width, box.height], area)
+
+    def _mask_annotation(self, item: TaskItem, annotation: Annotation, shape: Shape) -> dict | None:
+        found = self.class_id(item, annotation, shape.region)
+        if found is None:
+            return None
+        alpha = self.mask(item, annotation, shape)
+        if alpha is None:
+            return None
+        # Any painted pixel belongs to the mask, as in Label Studio's BRUSH_TO_COCO (contours of alpha > 0).
+        painted = alpha > 0
+        rows, columns = np.flatnonzero(painted.any(axis=1)), np.flatnonzero(painted.any(axis=0))
+        if rows.size == 0:
+            self.drop(item, annotation, shape.region, "brush mask is empty")
+            return None
+        bbox = [int(columns[0]), int(rows[0]), int(columns[-1] + 1 - columns[0]), int(rows[-1] + 1 - rows[0])]
+        self.report.wrote(found[1])
+        return self._object(item, annotation, shape, found[0], coco_rle(painted), bbox, int(painted.sum()))
+
+    def _object(self, item: TaskItem, annotation: Annotation, shape: Shape, category_id: int,
+                segmentation: Any, bbox: list, area: float) -> dict:
+        return {
             "id": self._take_id(),
             "image_id": item.task.id,
             "category_id": category_id,
             "segmentation": segmentation,
-            "bbox": [box.xmin, box.ymin, box.width, box.height],
+            "bbox": bbox,
             "ignore": 0,
             "iscrowd": 0,
             "area": area,
             "label_studio": {"annotation": annotation.id, "region": shape.region.id},
         }
-        return coco
 
-    def _keypoint_slot(self, item: TaskItem, annotation: Annotation, shape: Shape) -> int | None:
-        (x, y), image = shape.points[0], shape.image
-        labels = shape.region.labels
-        if not labels:
-            self.drop(item, annotation, shape.region, "keypoint has no label")
-            return None
-        if labels[0] not in self.context.keypoint_names:
-            self.drop(item, annotation, shape.region, f"keypoint label '{labels[0]}' is not in the label config")
-            return None
-        if not (0 <= x <= image.width and 0 <= y <= image.height):
-            self.drop(item, annotation, shape.region, "keypoint lies outside the image")
-            return None
-        return self.context.keypoint_names.index(labels[0])
+    def _set_keypoints(self, coco: dict, placed: list[PlacedKeypoint]) -> None:
+        keypoints = [0] * (3 * len(self.context.keypoint_names))
+        for point in placed:
+            keypoints[3 * point.slot: 3 * point.slot + 3] = [point.point[0], point.point[1], KEYPOINT_VISIBLE]
+            self.report.wrote(point.label)
+        coco["keypoints"] = keypoints
+        coco["num_keypoints"] = len(placed)
 
-    def _add_keypoint(self, item: TaskItem, annotation: Annotation, shape: Shape, parent: dict) -> None:
-        slot = self._keypoint_slot(item, annotation, shape)
-        if slot is None:
-            return
-        keypoints = parent.setdefault("keypoints", [0] * (3 * len(self.context.keypoint_names)))
-        keypoints[3 * slot: 3 * slot + 3] = [shape.points[0][0], shape.points[0][1], KEYPOINT_VISIBLE]
-        parent["num_keypoints"] = sum(1 for v in keypoints[2::3] if v)
-        self.report.wrote(shape.region.labels[0])
-
-    def _keypoint_group(self, item: TaskItem, annotation: Annotation, shapes: list[Shape]) -> None:
+    def _keypoint_group(self, item: TaskItem, annotation_id: Any, placed: list[PlacedKeypoint]) -> dict:
+        """Keypoints with no parent object: one COCO annotation, boxed by their envelope."""
+        box = envelope([point.point for point in placed])
+        self._keypoint_category_used = True
         group = {
-            "id": 0,
+            "id": self._take_id(),
             "image_id": item.task.id,
             "category_id": self._keypoint_category_id,
             "segmentation": [],
+            "bbox": [box.xmin, box.ymin, box.width, box.height],
+            "area": box.area,
             "iscrowd": 0,
-            "label_studio": {"annotation": annotation.id, "region": None},
+            "label_studio": {"annotation": annotation_id, "region": None},
         }
-        placed = []
-        for shape in shapes:
-            if self._keypoint_slot(item, annotation, shape) is not None:
-                self._add_keypoint(item, annotation, shape, group)
-                placed.append(shape.points[0])
-        if not placed:
-            return
-        box = envelope(placed)
-        group.update(id=self._take_id(), bbox=[box.xmin, box.ymin, box.width, box.height], area=box.area)
-        self._keypoint_category_used = True
-        self._append(self._annotations, group)
+        self._set_keypoints(group, placed)
+        return group
 
     @property
     def _keypoint_category_id(self) -> int:
@@ -169,6 +184,7 @@ class CocoWriter(DatasetWriter):
         return max((class_id for class_id, _ in self.context.classes.names_by_id), default=-1) + 1
 
     def close(self) -> None:
+        super().close()
         categories = [
             {"id": class_id, "name": name} for class_id, name in self.context.classes.names_by_id
         ]
@@ -187,7 +203,7 @@ class CocoWriter(DatasetWriter):
         }
         self._images.close()
         self._annotations.close()
-        with open(self.out_dir / RESULT_FILE, "wb") as out:
+        with open(self.out_dir / self.result_file, "wb") as out:
             out.write(b'{"images":[')
             _copy_fragments(self.out_dir / ".images.part", out)
             out.write(b'],"categories":' + orjson.dumps(categories) + b',"annotations":[')
@@ -206,14 +222,21 @@ class CocoWriter(DatasetWriter):
 
     @classmethod
     def check(cls, out_dir: Path, context: Any) -> list[CheckOutcome]:
+        outcomes = [cls._check_loads(out_dir)]
+        if cls.copies_images:
+            outcomes.append(check_images_readable(out_dir))
+        return outcomes
+
+    @classmethod
+    def _check_loads(cls, out_dir: Path) -> CheckOutcome:
         from pycocotools.coco import COCO  # imported here: loading it costs ~0.3 s at start-up
 
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-                coco = COCO(str(out_dir / RESULT_FILE))
+                coco = COCO(str(out_dir / cls.result_file))
         except Exception as error:  # pycocotools raises bare AssertionError/KeyError on bad files
-            return [CheckOutcome("coco_loads", False, [f"pycocotools cannot load result.json: {error!r}"])]
-        problems = []
+            return CheckOutcome(COCO_LOADS.name, False, [f"pycocotools cannot load {cls.result_file}: {error!r}"])
+        problems, masks = [], 0
         for annotation in coco.dataset["annotations"]:
             image = coco.imgs.get(annotation["image_id"])
             x, y, w, h = annotation["bbox"]
@@ -221,15 +244,30 @@ class CocoWriter(DatasetWriter):
             needs_size = not annotation.get("num_keypoints")
             if image is None:
                 problems.append(f"annotation {annotation['id']}: image {annotation['image_id']} is not listed")
-            elif (x < 0 or y < 0 or x + w > image["width"] + 1e-6 or y + h > image["height"] + 1e-6
-                  or (needs_size and (w <= 0 or h <= 0))):
+                continue
+            if (x < 0 or y < 0 or x + w > image["width"] + 1e-6 or y + h > image["height"] + 1e-6
+                    or (needs_size and (w <= 0 or h <= 0))):
                 problems.append(
                     f"annotation {annotation['id']} (task {annotation['image_id']}): bbox {annotation['bbox']} "
                     f"is not inside the {image['width']}x{image['height']} image"
                 )
-        return [CheckOutcome("coco_loads", not problems, problems[:20], {
-            "images": len(coco.imgs), "annotations": len(coco.anns), "categories": len(coco.cats),
-        })]
+            segmentation = annotation["segmentation"]
+            if isinstance(segmentation, dict):
+                masks += 1
+                if segmentation.get("size") != [image["height"], image["width"]]:
+                    problems.append(f"annotation {annotation['id']} (task {annotation['image_id']}): mask size "
+                                    f"{segmentation.get('size')} is not the image's [{image['height']}, {image['width']}]")
+        return CheckOutcome(COCO_LOADS.name, not problems, problems[:20], {
+            "images": len(coco.imgs), "annotations": len(coco.anns), "categories": len(coco.cats), "masks": masks,
+        })
+
+
+class CocoWithImagesWriter(CocoWriter):
+    name = "COCO_WITH_IMAGES"
+    description = "COCO JSON with the task images copied into images/"
+    copies_images = True
+    reads_media = True
+    checks = (COCO_LOADS, IMAGES_READABLE)
 
 
 def _flat(points: list) -> list[float]:

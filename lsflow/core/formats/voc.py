@@ -13,11 +13,12 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from lsflow.core.formats.base import CheckOutcome, CheckSpec, DatasetWriter, TaskItem
+from lsflow.core.formats.base import CheckOutcome, CheckSpec, TaskItem
+from lsflow.core.formats.vision import VisionWriter
 from lsflow.core.geometry import clip_envelope
 
 
-class VocWriter(DatasetWriter):
+class VocWriter(VisionWriter):
     name = "VOC"
     description = "Pascal VOC XML: one file per image, boxes in whole pixels"
     checks = (CheckSpec("voc_parses", "every XML parses and its boxes lie inside the image size it states"),)
@@ -70,8 +71,9 @@ class VocWriter(DatasetWriter):
             for tag, value in (("xmin", xmin), ("ymin", ymin), ("xmax", xmax), ("ymax", ymax)):
                 _child(bndbox, tag, str(value))
         ElementTree.indent(root)
-        path = self.out_dir / "Annotations" / f"{PurePosixPath(item.file_name).stem}.xml"
-        ElementTree.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+        label_file = f"Annotations/{PurePosixPath(item.file_name).stem}.xml"
+        ElementTree.ElementTree(root).write(self.out_dir / label_file, encoding="utf-8", xml_declaration=True)
+        self.record_files(item, f"images/{item.file_name}", [label_file])
 
     @classmethod
     def check(cls, out_dir: Path, context: Any) -> list[CheckOutcome]:

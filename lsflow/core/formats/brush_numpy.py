@@ -1,0 +1,23 @@
+"""BRUSH_TO_NUMPY: brush masks as `.npy` arrays, (height, width) uint8 (layout: see `brush.py`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lsflow.core.formats.brush import BrushMaskWriter
+
+
+class BrushToNumpyWriter(BrushMaskWriter):
+    name = "BRUSH_TO_NUMPY"
+    description = "Brush masks as NumPy arrays: one per region, named as Label Studio names them, and one per image and label"
+    extension = ".npy"
+
+    def save(self, mask: np.ndarray, path: Path) -> None:
+        np.save(path, mask)
+
+    @classmethod
+    def stored_size(cls, path: Path) -> tuple[int, int]:
+        height, width = np.load(path, mmap_mode="r").shape
+        return width, height

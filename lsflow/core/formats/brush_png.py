@@ -1,0 +1,24 @@
+"""BRUSH_TO_PNG: brush masks as 8-bit grayscale PNGs (layout: see `brush.py`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from lsflow.core.formats.brush import BrushMaskWriter
+
+
+class BrushToPngWriter(BrushMaskWriter):
+    name = "BRUSH_TO_PNG"
+    description = "Brush masks as PNG images: one per region, named as Label Studio names them, and one per image and label"
+    extension = ".png"
+
+    def save(self, mask: np.ndarray, path: Path) -> None:
+        Image.fromarray(mask).save(path)  # uint8 (height, width): 8-bit grayscale
+
+    @classmethod
+    def stored_size(cls, path: Path) -> tuple[int, int]:
+        with Image.open(path) as image:
+            return image.size

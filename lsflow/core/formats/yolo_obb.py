@@ -1,0 +1,54 @@
+"""YOLO_OBB and YOLO_OBB_WITH_IMAGES: `class x1 y1 x2 y2 x3 y3 x4 y4`, a rectangle's four corners.
+
+Corners are computed in pixels (a rotation is rigid only there) and normalized afterwards, in the
+order top-left, top-right, bottom-right, bottom-left of the unrotated rectangle, as Label Studio's
+converter writes them. A corner beyond the image edge is moved onto the edge and the region counted
+as clipped: Ultralytics rejects coordinates outside [0, 1] and fits a rotated box to the four points.
+Polygons belong to YOLO_SEG, keypoints to YOLO_POSE, masks to the BRUSH_* formats; all dropped here.
+"""
+
+from __future__ import annotations
+
+from lsflow.core.formats.base import ExportContext, TaskItem
+from lsflow.core.formats.ultralytics import UltralyticsWriter, coordinates_problem, normalized
+from lsflow.core.geometry import clip_envelope
+
+CORNER_VALUES = 8
+_ELSEWHERE = {"polygon": "YOLO_SEG", "keypoint": "YOLO_POSE", "mask": "the BRUSH_* formats and COCO"}
+
+
+class YoloObbWriter(UltralyticsWriter):
+    name = "YOLO_OBB"
+    description = "YOLO oriented boxes: the four normalized corners of each (rotated) rectangle"
+    task = "obb"
+
+    def rows(self, item: TaskItem) -> list[str]:
+        rows = []
+        for annotation, shape in self.shapes(item):
+            if shape.kind != "box":
+                self.belongs_elsewhere(item, annotation, shape, _ELSEWHERE[shape.kind])
+                continue
+            found = self.class_id(item, annotation, shape.region)
+            if found is None:
+                continue
+            width, height = shape.image.width, shape.image.height
+            if clip_envelope(shape.envelope, width, height) is None:
+                self.drop(item, annotation, shape.region, "no area inside the image")
+                continue
+            corners = [(min(max(x, 0.0), width), min(max(y, 0.0), height)) for x, y in shape.points]
+            rows.append(f"{found[0]} {normalized(corners, width, height)}\n")
+            self.report.wrote(found[1], clipped=corners != list(shape.points))
+        return rows
+
+    @classmethod
+    def values_problem(cls, values: list[float], context: ExportContext) -> str | None:
+        if len(values) != CORNER_VALUES:
+            return f"{len(values) + 1} columns, an oriented box row has {CORNER_VALUES + 1}"
+        return coordinates_problem(values)
+
+
+class YoloObbWithImagesWriter(YoloObbWriter):
+    name = "YOLO_OBB_WITH_IMAGES"
+    description = "YOLO oriented boxes with the task images copied into images/<split>/"
+    copies_images = True
+    reads_media = True

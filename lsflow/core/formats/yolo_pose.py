@@ -1,0 +1,78 @@
+"""YOLO_POSE: `class xc yc w h  x1 y1 v1 … xK yK vK`, a box with its keypoints (Ultralytics pose).
+
+A keypoint belongs to the rectangle named by its `parentID` in the same annotation; its slot is its
+label's place in the keypoint order (`model_index`, else label-config order) and `data.yaml` says
+`kpt_shape: [K, 3]`. Missing keypoints are `0 0 0`; placed ones are visible (2). A keypoint without
+a parent rectangle cannot be put in any row and is dropped with that reason (Label Studio drops it
+silently). The box is the rectangle's clipped envelope, as in YOLO. Polygons and masks are dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lsflow.core.formats.base import ExportContext, TaskItem
+from lsflow.core.formats.ultralytics import UltralyticsWriter, coordinates_problem
+from lsflow.core.geometry import clip_envelope
+from lsflow.core.shapes import ImageSize
+
+BOX_VALUES = 4
+VISIBILITIES = (0.0, 1.0, 2.0)
+_ELSEWHERE = {"polygon": "YOLO_SEG", "mask": "the BRUSH_* formats and COCO"}
+
+
+class YoloPoseWriter(UltralyticsWriter):
+    name = "YOLO_POSE"
+    description = "YOLO pose labels: each rectangle with its keypoints, in model_index order"
+    task = "pose"
+
+    def rows(self, item: TaskItem) -> list[str]:
+        boxes: dict[tuple[Any, Any], tuple[str, ImageSize]] = {}  # (annotation, region) → box columns, image
+        keypoints = []
+        for annotation, shape in self.shapes(item):
+            if shape.kind == "keypoint":
+                keypoints.append((annotation, shape))
+                continue
+            if shape.kind != "box":
+                self.belongs_elsewhere(item, annotation, shape, _ELSEWHERE[shape.kind])
+                continue
+            found = self.class_id(item, annotation, shape.region)
+            if found is None:
+                continue
+            width, height = shape.image.width, shape.image.height
+            box = clip_envelope(shape.envelope, width, height)
+            if box is None:
+                self.drop(item, annotation, shape.region, "no area inside the image")
+                continue
+            columns = (f"{found[0]} {(box.xmin + box.xmax) / 2 / width:.6f} {(box.ymin + box.ymax) / 2 / height:.6f} "
+                       f"{box.width / width:.6f} {box.height / height:.6f}")
+            boxes[(annotation.id, shape.region.id)] = (columns, shape.image)
+            self.report.wrote(found[1], clipped=box != shape.envelope)
+        groups = self.group_keypoints(item, keypoints, set(boxes))
+        rows = []
+        for key, (columns, size) in boxes.items():
+            slots = [(0.0, 0.0, 0)] * len(self.context.keypoint_names)
+            for placed in groups.pop(key, []):
+                slots[placed.slot] = (placed.point[0] / size.width, placed.point[1] / size.height, 2)
+                self.report.wrote(placed.label)
+            rows.append(columns + "".join(f" {x:.6f} {y:.6f} {v}" for x, y, v in slots) + "\n")
+        for loose in groups.values():  # what no box claimed: keypoints without a parent rectangle
+            for placed in loose:
+                self.drop(item, placed.annotation, placed.region,
+                          "keypoint has no parent rectangle (parentID), so no YOLO_POSE row can hold it")
+        return rows
+
+    def extra_data_yaml(self) -> dict[str, Any]:
+        return {"kpt_shape": [len(self.context.keypoint_names), 3]}
+
+    @classmethod
+    def values_problem(cls, values: list[float], context: ExportContext) -> str | None:
+        expected = BOX_VALUES + 3 * len(context.keypoint_names)
+        if len(values) != expected:
+            return (f"{len(values) + 1} columns, a pose row with {len(context.keypoint_names)} keypoints "
+                    f"has {expected + 1}")
+        visibilities = values[BOX_VALUES + 2::3]
+        if any(v not in VISIBILITIES for v in visibilities):
+            return f"keypoint visibility not 0, 1 or 2: {visibilities}"
+        coordinates = values[:BOX_VALUES] + [v for i, v in enumerate(values[BOX_VALUES:]) if i % 3 != 2]
+        return coordinates_problem(coordinates)

@@ -1,0 +1,48 @@
+"""YOLO_SEG: `class x1 y1 x2 y2 … xn yn`, one polygon per object (Ultralytics segment labels).
+
+Polygons and ellipses (as 64-vertex polygons) keep their outline; rectangles, rotated or not,
+become their four pixel-space corners — so every row of a file is a polygon row, never a box row.
+Outlines are clipped to the image (Sutherland–Hodgman) and counted as clipped. Label Studio has no
+such format (its YOLO export mixes polygon rows into box files). Keypoints belong to YOLO_POSE and
+brush masks to the BRUSH_* formats and COCO; both are dropped here.
+"""
+
+from __future__ import annotations
+
+from lsflow.core.formats.base import ExportContext, TaskItem
+from lsflow.core.formats.yolo import ELSEWHERE
+from lsflow.core.formats.ultralytics import UltralyticsWriter, coordinates_problem, normalized
+from lsflow.core.geometry import clip_polygon, is_inside, polygon_area
+
+MIN_VERTICES = 3
+
+
+class YoloSegWriter(UltralyticsWriter):
+    name = "YOLO_SEG"
+    description = "YOLO segmentation labels: one normalized polygon row per object"
+    task = "segment"
+
+    def rows(self, item: TaskItem) -> list[str]:
+        rows = []
+        for annotation, shape in self.shapes(item):
+            if shape.kind in ("keypoint", "mask"):
+                self.belongs_elsewhere(item, annotation, shape, ELSEWHERE[shape.kind])
+                continue
+            found = self.class_id(item, annotation, shape.region)
+            if found is None:
+                continue
+            width, height = shape.image.width, shape.image.height
+            inside = is_inside(shape.points, width, height)
+            outline = list(shape.points) if inside else clip_polygon(shape.points, width, height)
+            if len(outline) < MIN_VERTICES or polygon_area(outline) <= 0:
+                self.drop(item, annotation, shape.region, "no area inside the image")
+                continue
+            rows.append(f"{found[0]} {normalized(outline, width, height)}\n")
+            self.report.wrote(found[1], clipped=not inside)
+        return rows
+
+    @classmethod
+    def values_problem(cls, values: list[float], context: ExportContext) -> str | None:
+        if len(values) % 2 or len(values) < 2 * MIN_VERTICES:
+            return f"{len(values) + 1} columns: a polygon row is a class and at least {MIN_VERTICES} x y pairs"
+        return coordinates_problem(values)
