@@ -6,7 +6,7 @@ from lsflow_tests.paths import IMAGE_CONFIG
 
 def test_sample_config_controls_objects_and_class_order():
     config = LabelConfig.from_file(IMAGE_CONFIG)
-    assert [c.name for c in config.controls] == ["label", "outline", "joints", "weather"]
+    assert [c.name for c in config.controls] == ["label", "outline", "surface", "joints", "weather"]
     assert config.control("label").tag == "rectanglelabels"
     assert config.control("label").to_names == ("image",)
     assert config.data_key("image") == "image"
