@@ -198,7 +198,8 @@ class HttpDownloader:
         if declared.isdigit() and int(declared) > self.limits.max_bytes:
             raise _size_limit_refusal(int(declared), self.limits)
         with entry.writing() as partial:
-            size = _stream_to(response.iter_bytes(_CHUNK), partial, self.limits, deadline)
+            # Chunks as they arrive (a fixed chunk size would wait for it to fill): the time limit needs to look often.
+            size = _stream_to(response.iter_bytes(), partial, self.limits, deadline)
             record = CacheRecord(url, size, response.headers.get("etag"), response.headers.get("last-modified"),
                                  immutable)
             return Fetched(entry.commit(partial, record), from_cache=False)
