@@ -10,11 +10,12 @@ import dagster as dg
 from lsflow.core.formats import WRITERS, writer_class
 from lsflow.core.formats.base import CheckOutcome, ExportContext
 from lsflow.core.layout import ProjectLayout, directory_digest
-from lsflow.core.store import read_manifest
+from lsflow.core.store import iter_store_tasks, read_manifest
 from lsflow.defs.partitions import project_partitions
 from lsflow.defs.resources import DatasetSettings, TaskSourceResource
 from lsflow.sources.export_file import EXPORT_FILE
-from lsflow.sources.project_sync import build_datasets, take_project_snapshot, update_store
+from lsflow.sources.media import MediaResolver, media_keys, media_references
+from lsflow.sources.project_sync import build_datasets, snapshot_label_config, take_project_snapshot, update_store
 
 REGION_ACCOUNTING = "region_accounting"
 FORMAT_KEYS = {name: dg.AssetKey(f"dataset_{name.lower()}") for name in WRITERS}
@@ -121,7 +122,11 @@ def datasets(context: dg.AssetExecutionContext, settings: DatasetSettings):
     layout = _layout(context, settings)
     formats = [name for name, key in FORMAT_KEYS.items() if key in context.selected_asset_keys]
     manifest = read_manifest(layout.store_dir)
-    results, export = build_datasets(layout, formats, settings.policy(), settings.media())
+    media = settings.media()
+    if any(writer_class(name).reads_media for name in formats):
+        _prefetch_media(context, media, layout)
+    results, export = build_datasets(layout, formats, settings.policy(), media)
+    media_metadata = _media_metadata(context, media)
     for name in formats:
         result = results[name]
         key = FORMAT_KEYS[name]
@@ -143,6 +148,7 @@ def datasets(context: dg.AssetExecutionContext, settings: DatasetSettings):
                 "files_written": result.files.files_written,
                 "files_unchanged": result.files.files_kept,
                 "files_removed": result.files.files_removed,
+                **media_metadata,
             },
             data_version=dg.DataVersion(directory_digest(result.path)),
             check_results=[
@@ -151,6 +157,33 @@ def datasets(context: dg.AssetExecutionContext, settings: DatasetSettings):
                 if dg.AssetCheckKey(key, outcome.name) in context.selected_asset_check_keys
             ],
         )
+
+
+def _prefetch_media(context: dg.AssetExecutionContext, media: MediaResolver, layout: ProjectLayout) -> None:
+    """Every task's media, fetched concurrently before the one pass over the tasks needs it."""
+    context.log.info(f"fetching task media from: {media.describe()}")
+    references = media_references(iter_store_tasks(layout.store_dir), media_keys(snapshot_label_config(layout)))
+    media.prefetch(references)
+
+
+def _media_metadata(context: dg.AssetExecutionContext, media: MediaResolver) -> dict:
+    """Counts of the task media this run looked up; each missing or refused kind logged with its reason."""
+    report = media.report().as_dict()
+    for problem in report["problems"]:
+        context.log.warning(f"media {problem['status']} ({problem['references']}, e.g. {problem['example']}): "
+                            f"{problem['reason']}")
+    rows = "\n".join(f"| {p['status']} | {p['references']} | {_cell(p['reason'])} | `{_cell(p['example'])}` |"
+                     for p in report["problems"])
+    return {
+        **{f"media_{count}": report[count] for count in ("resolved", "downloaded", "cached", "missing", "refused")},
+        "media_problems": dg.MetadataValue.md(
+            "| outcome | files | reason | example |\n|---|---|---|---|\n" + rows if rows else "none"
+        ),
+    }
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
 
 
 def _accounting_outcome(report: dict) -> CheckOutcome:
