@@ -61,7 +61,7 @@ def decode_brush_rle(rle: bytes | Sequence[int]) -> np.ndarray:
         offsets.append(position)
         position += word if run else word * length
         if position > total_bits:
-            raise RleError(f"RLE ends inside the record at value {filled} of {count}")
+            raise RleError(f"RLE ends in the middle of the record that starts at value {filled} of {count}")
         if not run and filled + length > count:
             raise RleError(f"RLE lists {filled + length - count} values beyond its count {count}")
         is_run.append(run)
