@@ -26,3 +26,25 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
         yield server
     finally:
         server.stop()
+
+
+# Projects on that server, built once per session; tests only read them (or make their own to change).
+@pytest.fixture(scope="session")
+def image_project(label_studio):
+    from lsflow_tests.live_projects import build_image_project
+
+    return build_image_project(label_studio, "lsflow image project")
+
+
+@pytest.fixture(scope="session")
+def text_project(label_studio):
+    from lsflow_tests.live_projects import build_text_project
+
+    return build_text_project(label_studio, "lsflow text project")
+
+
+@pytest.fixture(scope="session")
+def audio_project(label_studio, tmp_path_factory):
+    from lsflow_tests.live_projects import build_audio_project
+
+    return build_audio_project(label_studio, "lsflow audio project", tmp_path_factory.mktemp("wavs"))
