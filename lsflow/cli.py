@@ -1,7 +1,7 @@
 """The `lsflow` command line.
 
     lsflow convert EXPORT.json --format COCO,YOLO --out DIR [--config XML] [--media-root DIR]
-                   [--allow-host HOST ...] [--cache-dir DIR] [--local-files-root DIR]
+                   [--allow-host HOST ...] [--cache-dir DIR] [--local-files-root DIR] [--option NAME=VALUE ...]
     lsflow export PROJECT_ID FORMAT --path DIR [--media-root DIR] [--annotations POLICY]
     lsflow partitions add [PROJECT_ID ...]
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -67,10 +68,12 @@ def main() -> None:
               help="Download all task media first, concurrently [default: when a format copies media].")
 @click.option("--annotations", "policy_text", default="all", show_default=True,
               help=f"Which annotations of a task to export: {', '.join(POLICIES)}.")
+@click.option("--option", "option_pairs", multiple=True, metavar="NAME=VALUE",
+              help="A writer option, e.g. csv_header=false or csv_multi_value_separator='|' (CSV/TSV). Repeatable.")
 def convert(export_file: Path, formats: str, out_dir: Path, config_path: Path | None, media_root: Path | None,
             local_files_root: Path | None, label_studio_url: str | None, allowed: tuple[str, ...],
             cache_dir: Path | None, max_file_mb: float, media_timeout: float, prefetch_media: bool | None,
-            policy_text: str) -> None:
+            policy_text: str, option_pairs: tuple[str, ...]) -> None:
     """Convert a Label Studio JSON export into one or more dataset formats, in one pass.
 
     Task media (for image sizes, *_WITH_IMAGES copies, audio durations) is read from --media-root and
@@ -79,6 +82,7 @@ def convert(export_file: Path, formats: str, out_dir: Path, config_path: Path | 
     """
     try:
         names = parse_formats(formats)
+        options = _writer_options(option_pairs, names)
         policy = AnnotationPolicy.parse(policy_text)
         config = LabelConfig.from_file(config_path) if config_path else None
         limits = DownloadLimits(max_bytes=int(max_file_mb * 2**20), timeout_seconds=media_timeout)
@@ -88,7 +92,8 @@ def convert(export_file: Path, formats: str, out_dir: Path, config_path: Path | 
         with media:
             if prefetch_media or (prefetch_media is None and any(writer_class(n).reads_media for n in names)):
                 _prefetch(media, media_references(iter_export_tasks(export_file), media_keys(config)))
-            context = export_context(config, lambda: iter_export_tasks(export_file), media=media)
+            context = replace(export_context(config, lambda: iter_export_tasks(export_file), media=media),
+                              options=options)
             results = export_datasets(iter_export_tasks(export_file), names, out_dir, context, policy)
     except (ExportFormatError, UnknownFormatError, LabelConfigError, ValueError) as error:
         raise click.ClickException(str(error)) from None
@@ -99,6 +104,20 @@ def convert(export_file: Path, formats: str, out_dir: Path, config_path: Path | 
         for reason, count in report["dropped_by_reason"].items():
             click.echo(f"    dropped {count}: {reason}")
     _echo_media_report(media.report())
+
+
+def _writer_options(pairs: tuple[str, ...], formats: list[str]) -> dict[str, str]:
+    """`NAME=VALUE` pairs, each an option of one of the chosen formats (a typo must not pass unnoticed)."""
+    known = {name for f in formats for name in writer_class(f).option_help}
+    options = {}
+    for pair in pairs:
+        name, equals, value = pair.partition("=")
+        if not equals or name.strip() not in known:
+            raise click.BadParameter(
+                f"{pair!r}: the options of {', '.join(formats)} are "
+                f"{', '.join(sorted(known)) or 'none'} (given as NAME=VALUE)", param_hint="--option")
+        options[name.strip()] = value
+    return options
 
 
 def _prefetch(media: MediaResolver, references: Iterable[str]) -> None:
@@ -159,6 +178,7 @@ def export(project_id: str, formats: str, out_dir: Path, media_root: Path | None
     url = os.environ.get("LABEL_STUDIO_URL", "")
     try:
         names = parse_formats(formats)
+        options = _writer_options(option_pairs, names)
         policy = AnnotationPolicy.parse(policy_text)
         out_dir.mkdir(parents=True, exist_ok=True)
         # The snapshot is downloaded next to the output (same disk) and removed once converted.
