@@ -7,6 +7,9 @@ on list order). lsflow makes it a stated policy, defaulting to all of them:
 - `latest`: the most recently updated one;
 - `ground_truth_first`: the latest ground-truth annotation, else the latest one;
 - `annotator:<id or email>`: only that annotator's annotations.
+
+Predictions are model output, never annotations: no policy exports them. Every annotation left out
+is counted in the dataset's report with the reason (cancelled, or not selected by the policy).
 """
 
 from __future__ import annotations

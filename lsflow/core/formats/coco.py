@@ -28,14 +28,13 @@ import orjson
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, TaskItem
 from lsflow.core.formats.vision import (
-    IMAGES_READABLE, KEYPOINT_VISIBLE, PlacedKeypoint, VisionWriter, check_images_readable,
+    IMAGE_SIZE_UNKNOWN, IMAGES_READABLE, KEYPOINT_VISIBLE, PlacedKeypoint, VisionWriter, check_images_readable,
 )
 from lsflow.core.geometry import clip_envelope, clip_polygon, envelope, is_inside, polygon_area
 from lsflow.core.model import Annotation
 from lsflow.core.rle import coco_rle
 from lsflow.core.shapes import Shape
 
-IMAGE_SIZE_UNKNOWN = "image size unknown: no region carries it and the image is not reachable"
 COCO_LOADS = CheckSpec(
     "coco_loads", "the file loads in pycocotools, every box lies inside its image and every mask has its image's size"
 )

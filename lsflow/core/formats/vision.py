@@ -25,6 +25,7 @@ from lsflow.core.shapes import Shape
 
 FILES_FILE = "lsflow_files.jsonl"
 IMAGE_NOT_AVAILABLE = "image file not available to copy into the dataset"
+IMAGE_SIZE_UNKNOWN = "image size unknown: no region carries it and the image is not reachable"
 KEYPOINT_VISIBLE = 2
 SHAPE_NAMES = {"box": "rectangles", "polygon": "polygons", "keypoint": "keypoints", "mask": "brush masks"}
 IMAGES_READABLE = CheckSpec(

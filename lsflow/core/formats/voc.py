@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, TaskItem
-from lsflow.core.formats.vision import VisionWriter
+from lsflow.core.formats.vision import IMAGE_SIZE_UNKNOWN, VisionWriter
 from lsflow.core.geometry import clip_envelope
 
 
@@ -48,8 +48,9 @@ class VocWriter(VisionWriter):
             clipped = box != shape.envelope
             objects.append((found[1], clipped, pixels))
             self.report.wrote(found[1], clipped=clipped)
-        if item.image_size is None:
-            return  # no regions could be placed either: each was dropped for the missing size
+        if item.image_size is None:  # no regions could be placed either: each was dropped for the missing size
+            self.report.images_skipped[IMAGE_SIZE_UNKNOWN] += 1
+            return
         root = ElementTree.Element("annotation")
         _child(root, "folder", "images")
         _child(root, "filename", item.file_name)
