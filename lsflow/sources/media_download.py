@@ -178,8 +178,13 @@ class HttpDownloader:
         is_label_studio = self.label_studio is not None and origin == self.label_studio.origin
         if status in _RETRY_STATUSES:
             retry_after = response.headers.get("retry-after", "")
+            advice = ""
+            if is_label_studio and status == 500:
+                # Measured on Label Studio 1.23: an upload path it has no record of fails with 500, not 404.
+                advice = (": Label Studio answers 500 for an upload it has no record of — check that the file is "
+                          "still in the project, the token, and network access to the instance")
             raise _Transient(
-                f"{'Label Studio at ' if is_label_studio else ''}{origin} answered HTTP {status}",
+                f"{'Label Studio at ' if is_label_studio else ''}{origin} answered HTTP {status}{advice}",
                 float(retry_after) if retry_after.isdigit() else None,
             )
         if is_label_studio:
