@@ -70,7 +70,8 @@ class CocoWriter(VisionWriter):
             })
         else:
             self.report.images_skipped[IMAGE_SIZE_UNKNOWN] += 1
-        objects: dict[tuple[Any, Any], dict] = {}  # (annotation id, region id) → COCO annotation
+        objects: list[dict] = []
+        parents: dict[tuple[Any, Any], dict] = {}  # (annotation id, region id) → its COCO annotation
         keypoints: list[tuple[Annotation, Shape]] = []
         for annotation, shape in self.shapes(item):
             if shape.kind == "keypoint":
@@ -81,14 +82,16 @@ class CocoWriter(VisionWriter):
             else:
                 coco = self._shape_annotation(item, annotation, shape)
             if coco is not None:
-                objects[(annotation.id, shape.region.id)] = coco
+                objects.append(coco)
+                if shape.region.id is not None:
+                    parents[(annotation.id, shape.region.id)] = coco
         loose = []
-        for (annotation_id, parent), placed in self.group_keypoints(item, keypoints, set(objects)).items():
+        for (annotation_id, parent), placed in self.group_keypoints(item, keypoints, set(parents)).items():
             if parent is None:
                 loose.append(self._keypoint_group(item, annotation_id, placed))
             else:
-                self._set_keypoints(objects[(annotation_id, parent)], placed)
-        for coco in [*objects.values(), *loose]:
+                self._set_keypoints(parents[(annotation_id, parent)], placed)
+        for coco in [*objects, *loose]:
             self._append(self._annotations, coco)
         self.record_files(item, image_file, [self.result_file])
 

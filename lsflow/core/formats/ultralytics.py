@@ -24,7 +24,7 @@ import yaml
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, TaskItem
 from lsflow.core.formats.vision import IMAGES_READABLE, VisionWriter, check_images_readable, read_files_mapping
-from lsflow.core.geometry import Point
+from lsflow.core.geometry import Envelope, Point
 from lsflow.core.label_config import ClassList
 
 DATA_YAML = "data.yaml"
@@ -48,6 +48,12 @@ def names_in_id_order(classes: ClassList) -> list[str]:
     """Line/index N is class id N; ids left free by `category` gaps get a placeholder name."""
     by_id = dict(classes.names_by_id)
     return [by_id.get(i, f"unused_{i}") for i in range(max(by_id, default=-1) + 1)]
+
+
+def box_columns(class_id: int, box: Envelope, width: int, height: int) -> str:
+    """`class x_center y_center width height`, normalized: a detection row, and the start of a pose row."""
+    return (f"{class_id} {(box.xmin + box.xmax) / 2 / width:.6f} {(box.ymin + box.ymax) / 2 / height:.6f} "
+            f"{box.width / width:.6f} {box.height / height:.6f}")
 
 
 def normalized(points: list[Point] | tuple[Point, ...], width: int, height: int) -> str:

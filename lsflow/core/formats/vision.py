@@ -25,6 +25,7 @@ from lsflow.core.shapes import Shape
 
 FILES_FILE = "lsflow_files.jsonl"
 IMAGE_NOT_AVAILABLE = "image file not available to copy into the dataset"
+IMAGE_NOT_READABLE = "image file is not an image Pillow can read"
 IMAGE_SIZE_UNKNOWN = "image size unknown: no region carries it and the image is not reachable"
 KEYPOINT_VISIBLE = 2
 SHAPE_NAMES = {"box": "rectangles", "polygon": "polygons", "keypoint": "keypoints", "mask": "brush masks"}
@@ -69,14 +70,13 @@ class VisionWriter(DatasetWriter):
 
     def take_image(self, item: TaskItem, directory: Path) -> Path | None:
         """Copy the task's image into `directory`; None after leaving the task out when it cannot."""
-        local = None
-        if item.image_ref and self.context.media is not None:
-            try:
-                local = self.context.media.local_path(item.image_ref)
-            except (OSError, ValueError):  # a reference the media lookup refuses, or an I/O failure
-                local = None
-        if local is None or image_size(local) is None:
+        media = self.context.media
+        local = media.local_path(item.image_ref) if item.image_ref and media is not None else None
+        if local is None:
             self.skip_task(item, IMAGE_NOT_AVAILABLE)
+            return None
+        if image_size(local) is None:
+            self.skip_task(item, IMAGE_NOT_READABLE)
             return None
         name = PurePosixPath(item.file_name)
         if not name.suffix and local.suffix:

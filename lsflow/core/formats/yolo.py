@@ -9,7 +9,7 @@ Layout and splits: see `ultralytics.py`.
 from __future__ import annotations
 
 from lsflow.core.formats.base import ExportContext, TaskItem
-from lsflow.core.formats.ultralytics import UltralyticsWriter, coordinates_problem
+from lsflow.core.formats.ultralytics import UltralyticsWriter, box_columns, coordinates_problem
 from lsflow.core.geometry import clip_envelope
 
 BOX_VALUES = 4
@@ -35,10 +35,7 @@ class YoloWriter(UltralyticsWriter):
             if box is None:
                 self.drop(item, annotation, shape.region, "no area inside the image")
                 continue
-            rows.append(
-                f"{found[0]} {(box.xmin + box.xmax) / 2 / width:.6f} {(box.ymin + box.ymax) / 2 / height:.6f} "
-                f"{box.width / width:.6f} {box.height / height:.6f}\n"
-            )
+            rows.append(box_columns(found[0], box, width, height) + "\n")
             self.report.wrote(found[1], clipped=box != shape.envelope)
         return rows
 

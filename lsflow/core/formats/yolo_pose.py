@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from lsflow.core.formats.base import ExportContext, TaskItem
-from lsflow.core.formats.ultralytics import UltralyticsWriter, coordinates_problem
+from lsflow.core.formats.ultralytics import UltralyticsWriter, box_columns, coordinates_problem
 from lsflow.core.geometry import clip_envelope
 from lsflow.core.shapes import ImageSize
 
@@ -27,7 +27,7 @@ class YoloPoseWriter(UltralyticsWriter):
     task = "pose"
 
     def rows(self, item: TaskItem) -> list[str]:
-        boxes: dict[tuple[Any, Any], tuple[str, ImageSize]] = {}  # (annotation, region) → box columns, image
+        boxes: list[tuple[tuple[Any, Any], str, ImageSize]] = []  # (annotation, region id), box columns, image
         keypoints = []
         for annotation, shape in self.shapes(item):
             if shape.kind == "keypoint":
@@ -44,15 +44,14 @@ class YoloPoseWriter(UltralyticsWriter):
             if box is None:
                 self.drop(item, annotation, shape.region, "no area inside the image")
                 continue
-            columns = (f"{found[0]} {(box.xmin + box.xmax) / 2 / width:.6f} {(box.ymin + box.ymax) / 2 / height:.6f} "
-                       f"{box.width / width:.6f} {box.height / height:.6f}")
-            boxes[(annotation.id, shape.region.id)] = (columns, shape.image)
+            boxes.append(((annotation.id, shape.region.id), box_columns(found[0], box, width, height), shape.image))
             self.report.wrote(found[1], clipped=box != shape.envelope)
-        groups = self.group_keypoints(item, keypoints, set(boxes))
+        parents = {key for key, _, _ in boxes if key[1] is not None}
+        groups = self.group_keypoints(item, keypoints, parents)
         rows = []
-        for key, (columns, size) in boxes.items():
+        for key, columns, size in boxes:
             slots = [(0.0, 0.0, 0)] * len(self.context.keypoint_names)
-            for placed in groups.pop(key, []):
+            for placed in groups.pop(key, []) if key in parents else []:
                 slots[placed.slot] = (placed.point[0] / size.width, placed.point[1] / size.height, 2)
                 self.report.wrote(placed.label)
             rows.append(columns + "".join(f" {x:.6f} {y:.6f} {v}" for x, y, v in slots) + "\n")

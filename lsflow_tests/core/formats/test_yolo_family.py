@@ -1,6 +1,7 @@
 """The YOLO family: geometry pinned by hand, one row kind per file, pose groups, splits, images, checks."""
 
 import math
+import shutil
 from collections import Counter
 
 import pytest
@@ -167,16 +168,21 @@ def test_two_tasks_sharing_an_image_basename_get_separate_files_and_images(tmp_p
         assert (result.path / "labels" / image_path.parent.name / f"{image_path.stem}.txt").is_file()
 
 
-def test_a_missing_image_leaves_its_task_out_of_a_with_images_dataset_and_says_so(tmp_path):
+def test_a_missing_or_unreadable_image_leaves_its_task_out_of_a_with_images_dataset(tmp_path):
+    media = tmp_path / "media"
+    (media / "upload" / "1").mkdir(parents=True)
+    shutil.copyfile(SAMPLE_MEDIA / "upload" / "1" / "3f2a1b9c-street.jpg", media / "upload" / "1" / "street.jpg")
+    (media / "upload" / "1" / "broken.jpg").write_text("not an image")
     tasks = [task(1, [annotation(10, [rectangle("r", 10, 10, 20, 20)])], image="/data/upload/1/gone.jpg"),
-             task(101, [annotation(11, [rectangle("s", 10, 10, 20, 20, size=(640, 480))])],
-                  image="/data/upload/1/3f2a1b9c-street.jpg")]
-    result = run(tmp_path, tasks, ["YOLO_WITH_IMAGES"], media_root=SAMPLE_MEDIA)["YOLO_WITH_IMAGES"]
+             task(2, [annotation(11, [rectangle("b", 10, 10, 20, 20)])], image="/data/upload/1/broken.jpg"),
+             task(101, [annotation(12, [rectangle("s", 10, 10, 20, 20, size=(640, 480))])],
+                  image="/data/upload/1/street.jpg")]
+    result = run(tmp_path, tasks, ["YOLO_WITH_IMAGES"], media_root=media)["YOLO_WITH_IMAGES"]
     assert set(files_mapping(result)) == {101}
-    assert not list(result.path.glob("labels/*/gone.txt"))
-    assert result.report["images_skipped"] == {"image file not available to copy into the dataset": 1}
-    assert [(d["task"], d["reason"]) for d in dropped(result)] == [
-        (1, "image file not available to copy into the dataset")]
+    assert [p.name for p in result.path.glob("labels/*/*")] == ["street.txt"]
+    assert result.report["images_skipped"] == {"image file not available to copy into the dataset": 1,
+                                               "image file is not an image Pillow can read": 1}
+    assert [(d["task"], d["region"]) for d in dropped(result)] == [(1, "r"), (2, "b")]
     assert result.report["balanced"]
     checks = {o.name: o for o in writer_class("YOLO_WITH_IMAGES").check(result.path, _context())}
     assert checks["yolo_label_per_image"].passed and checks["images_readable"].passed
