@@ -1,4 +1,4 @@
-# make demo: install, then materialize every asset of the embedded sample project (no server needed).
+# make demo: install, then materialize every asset of the embedded sample projects (no server needed).
 # make test: install (lsflow and, in its own virtualenv, Label Studio), then run every test.
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
@@ -10,7 +10,8 @@ LABEL_STUDIO_VERSION := 1.23.2
 QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
 # Dagster's instance lives in the repository (see dagster.yaml); partitions persist between runs.
 export DAGSTER_HOME := $(CURDIR)
-SAMPLE_PROJECT := 1
+# The embedded samples: 1 images, 2 text (named entities), 3 audio (transcriptions).
+SAMPLE_PROJECTS := 1 2 3
 
 .PHONY: install demo test dev
 install: $(VENV)/.installed
@@ -27,16 +28,17 @@ $(LS_VENV)/.installed:
 	touch $@
 
 demo: install
-	$(VENV)/bin/lsflow partitions add $(SAMPLE_PROJECT)
+	$(VENV)/bin/lsflow partitions add $(SAMPLE_PROJECTS)
 	@mkdir -p .dagster
-	$(VENV)/bin/dagster asset materialize -m lsflow --select '*' --partition $(SAMPLE_PROJECT) \
-		> .dagster/demo.log 2>&1 || { tail -40 .dagster/demo.log; exit 1; }
-	@grep -E "ASSET_CHECK_EVALUATION|RUN_SUCCESS" .dagster/demo.log | sed 's/.* - //'
-	@echo
-	@echo "Datasets of sample project $(SAMPLE_PROJECT):"
-	@for d in data/output/project-$(SAMPLE_PROJECT)/datasets/*/; do \
-		echo "  $$d  ($$(grep -o '"regions_written": [0-9]*' $$d/lsflow_report.json), $$(grep -o '"regions_dropped": [0-9]*' $$d/lsflow_report.json))"; done
-	@echo "Normalized store: data/output/project-$(SAMPLE_PROJECT)/store/"
+	@for p in $(SAMPLE_PROJECTS); do \
+		echo "Sample project $$p:"; \
+		$(VENV)/bin/dagster asset materialize -m lsflow --select '*' --partition $$p \
+			> .dagster/demo-$$p.log 2>&1 || { tail -40 .dagster/demo-$$p.log; exit 1; }; \
+		grep -E "ASSET_CHECK_EVALUATION|RUN_SUCCESS" .dagster/demo-$$p.log | sed 's/.* - //'; \
+		for d in data/output/project-$$p/datasets/*/; do \
+			echo "  $$d  ($$(grep -o '"regions_written": [0-9]*' $$d/lsflow_report.json), $$(grep -o '"regions_dropped": [0-9]*' $$d/lsflow_report.json))"; done; \
+		echo "  normalized store: data/output/project-$$p/store/"; echo; \
+	done
 
 test: install $(LS_VENV)/.installed
 	LABEL_STUDIO_BIN=$(CURDIR)/$(LS_VENV)/bin/label-studio $(VENV)/bin/pytest
