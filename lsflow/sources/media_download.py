@@ -266,7 +266,9 @@ class CloudDownloader:
             try:
                 import fsspec
 
-                self._filesystems[scheme] = fsspec.filesystem(protocol, **self.storage_options.get(scheme, {}))
+                # A fresh instance per run: fsspec's shared instances cache listings, which would hide a change.
+                self._filesystems[scheme] = fsspec.filesystem(protocol, skip_instance_cache=True,
+                                                              **self.storage_options.get(scheme, {}))
             except ImportError as error:
                 raise MediaUnavailable(
                     f"reading {scheme}:// needs the optional extra: pip install 'lsflow[{extra}]' ({error})"
