@@ -42,31 +42,35 @@ def decode_brush_rle(rle: bytes | Sequence[int]) -> np.ndarray:
     if word > MAX_WORD_BITS:
         raise RleError(f"RLE words are {word} bits; brush masks use {MAX_WORD_BITS}-bit words")
 
-    # One pass over the record headers: where each record starts in the bit stream, how many
-    # values it covers, and whether it repeats one word or lists its words.
+    # One pass over the record headers: where each record's words start in the bit stream, how
+    # many values it covers, and whether it repeats one word or lists its words. The loop body is
+    # kept minimal (it runs once per record); a stream that ends early shows as a header that
+    # cannot be read or a last record reaching past the end, both checked once.
+    kinds = {f"{k:03b}".encode(): (k >= 4, field_sizes[k & 3]) for k in range(8)}
     is_run: list[bool] = []
     lengths: list[int] = []
-    offsets: list[int] = []  # bit offset of the record's first word
+    offsets: list[int] = []
+    add_run, add_length, add_offset = is_run.append, lengths.append, offsets.append
     position, filled = _HEADER_BITS, 0
-    while filled < count:
-        if position + 3 > total_bits:
-            raise RleError(f"RLE ends after {filled} of {count} values")
-        run = text[position] != _ZERO
-        size = field_sizes[(text[position + 1] - _ZERO) * 2 + text[position + 2] - _ZERO]
-        position += 3
-        if position + size > total_bits:
-            raise RleError(f"RLE ends after {filled} of {count} values")
-        length = int(text[position: position + size], 2) + 1
-        position += size
-        offsets.append(position)
-        position += word if run else word * length
-        if position > total_bits:
-            raise RleError(f"RLE ends in the middle of the record that starts at value {filled} of {count}")
-        if not run and filled + length > count:
-            raise RleError(f"RLE lists {filled + length - count} values beyond its count {count}")
-        is_run.append(run)
-        lengths.append(min(length, count - filled))  # a run may overshoot; the SDK cuts it too
-        filled += length
+    try:
+        while filled < count:
+            run, size = kinds[text[position: position + 3]]
+            position += 3
+            length = int(text[position: position + size], 2) + 1
+            position += size
+            add_offset(position)
+            position += word if run else word * length
+            add_run(run)
+            add_length(length)
+            filled += length
+    except (KeyError, ValueError):  # fewer than 3 header bits, or none of the length field, left
+        raise RleError(f"RLE ends before all {count} values are read") from None
+    if position > total_bits:
+        raise RleError(f"RLE ends in the middle of the record that starts at value {filled - lengths[-1]} of {count}")
+    if filled > count:
+        if not is_run[-1]:
+            raise RleError(f"RLE lists {filled - count} values beyond its count {count}")
+        lengths[-1] -= filled - count  # a final run may overshoot; the SDK cuts it too
 
     runs = np.array(is_run, dtype=bool)
     spans = np.array(lengths, dtype=np.int64)

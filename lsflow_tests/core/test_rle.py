@@ -59,7 +59,8 @@ def test_a_final_run_past_the_count_is_cut_as_the_sdk_cuts_it():
 
 @pytest.mark.parametrize("rle, reason", [
     (_stream((4, 32)), "too few for its header"),
-    (_stream(*_header(10), (1, 1), (0, 2), (3, 3), (7, 8)), "ends after 4 of 10"),
+    (_stream(*_header(10), (1, 1), (0, 2), (3, 3), (7, 8)), "ends before all 10 values are read"),
+    (_stream(*_header(5), (0, 1), (0, 2), (4, 3), (1, 8), (2, 8)), "middle of the record that starts at value 0 of 5"),
     (_stream(*_header(3), (0, 1), (0, 2), (4, 3), (1, 8), (2, 8), (3, 8), (4, 8), (5, 8)), "beyond its count"),
     (_stream(*_header(2, word=16), (1, 1), (0, 2), (1, 3), (300, 16)), "16 bits"),
     ([1, 2, 300], "0–255"),

@@ -76,7 +76,7 @@ def test_unreadable_masks_and_other_shapes_are_dropped_with_the_reason(tmp_path)
     result = run(tmp_path, tasks, ["BRUSH_TO_NUMPY"])["BRUSH_TO_NUMPY"]
     assert {d["region"]: d["reason"] for d in dropped(result)} == {
         "wrong-size": "brush mask cannot be read: RLE holds 96 values, but a 6x5 RGBA image has 120",
-        "cut": "brush mask cannot be read: RLE ends in the middle of the record that starts at value 28 of 96",
+        "cut": "brush mask cannot be read: RLE ends before all 96 values are read",
         "box": "rectangles are exported by COCO, VOC and YOLO, not BRUSH_TO_NUMPY",
     }
     assert result.report["balanced"] and not list(result.path.glob("*.npy"))
