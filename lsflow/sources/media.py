@@ -114,6 +114,7 @@ def _refuse_traversal(path: str) -> None:
 
 def _under(root: Path, relative: str) -> Path:
     """`root/relative`, refused when it resolves (following links) outside `root`."""
+    root = root.resolve()  # the configured root may itself be a link; what it leads to is trusted
     candidate = (root / relative).resolve()
     if not candidate.is_relative_to(root):
         raise MediaRefused(f"the path resolves outside {root} (a link leading out of it?)")

@@ -128,10 +128,10 @@ class HttpDownloader:
             try:
                 return self._attempt(url, entry, record, immutable)
             except _Transient as failure:
-                if attempt + 1 == attempts:
-                    raise MediaUnavailable(f"{failure} (gave up after {attempts} attempts)") from None
-                time.sleep(self._backoff(attempt, failure.retry_after))
-        raise AssertionError("unreachable")
+                last_failure = failure
+                if attempt + 1 < attempts:
+                    time.sleep(self._backoff(attempt, failure.retry_after))
+        raise MediaUnavailable(f"{last_failure} (gave up after {attempts} attempts)")
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -244,6 +244,9 @@ class CloudDownloader:
         except PermissionError:
             raise MediaUnavailable(f"access to {scheme}://{bucket} denied: check this machine's cloud "
                                    "credentials") from None
+        except Exception as error:  # each backend raises its own kinds (credentials, network): one file's problem
+            raise MediaUnavailable(f"cannot read {scheme}://{bucket} ({type(error).__name__}: {error}): check this "
+                                   "machine's cloud credentials and network access") from None
         size = int(info.get("size") or 0)
         if size > self.limits.max_bytes:
             raise _size_limit_refusal(size, self.limits)

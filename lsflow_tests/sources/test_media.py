@@ -179,3 +179,9 @@ def test_convert_reports_refused_and_missing_media_and_still_writes_the_dataset(
     assert (tmp_path / "out" / "COCO" / "result.json").is_file()
     assert "media: 4 files — 1 on disk, 0 downloaded, 0 from cache, 1 missing, 2 refused" in result.output
     assert "refused 1: host 169.254.169.254:80 is neither the Label Studio instance nor allowed" in result.output
+
+
+def test_a_root_that_is_itself_a_link_is_followed(document_root, tmp_path):
+    (tmp_path / "mounted").symlink_to(document_root, target_is_directory=True)
+    outcome = MediaResolver(local_files_root=tmp_path / "mounted").resolve("/data/local-files/?d=dataset%201/a.jpg")
+    assert outcome.status is MediaStatus.LOCAL and outcome.path.read_bytes() == b"jpeg bytes"
