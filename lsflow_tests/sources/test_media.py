@@ -181,7 +181,11 @@ def test_convert_reports_refused_and_missing_media_and_still_writes_the_dataset(
     assert "refused 1: host 169.254.169.254:80 is neither the Label Studio instance nor allowed" in result.output
 
 
-def test_a_root_that_is_itself_a_link_is_followed(document_root, tmp_path):
-    (tmp_path / "mounted").symlink_to(document_root, target_is_directory=True)
-    outcome = MediaResolver(local_files_root=tmp_path / "mounted").resolve("/data/local-files/?d=dataset%201/a.jpg")
-    assert outcome.status is MediaStatus.LOCAL and outcome.path.read_bytes() == b"jpeg bytes"
+def test_an_upload_folder_that_is_a_link_to_another_disk_is_followed(tmp_path):
+    # Label Studio installs often keep media on another volume: media/upload -> /mnt/volume/upload.
+    (tmp_path / "volume" / "upload" / "4").mkdir(parents=True)
+    (tmp_path / "volume" / "upload" / "4" / "b.png").write_bytes(b"png bytes")
+    (tmp_path / "media").mkdir()
+    (tmp_path / "media" / "upload").symlink_to(tmp_path / "volume" / "upload", target_is_directory=True)
+    outcome = MediaResolver(tmp_path / "media", cache_dir=tmp_path / "cache").resolve("/data/upload/4/b.png")
+    assert outcome.status is MediaStatus.LOCAL and outcome.path.read_bytes() == b"png bytes"
