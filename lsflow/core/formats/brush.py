@@ -14,6 +14,7 @@ that holds them.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
@@ -35,13 +36,13 @@ class BrushMaskWriter(VisionWriter):
     extension: ClassVar[str]
     checks = (MASKS_MATCH,)
 
-    def save(self, mask: np.ndarray, path: Path) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def save(self, mask: np.ndarray, path: Path) -> None: ...
 
     @classmethod
+    @abstractmethod
     def stored_size(cls, path: Path) -> tuple[int, int]:
         """(width, height) of a stored mask."""
-        raise NotImplementedError
 
     def write(self, item: TaskItem) -> None:
         files: list[str] = []

@@ -11,7 +11,7 @@ from lsflow.core.formats.brush import BrushMaskWriter
 
 class BrushToNumpyWriter(BrushMaskWriter):
     name = "BRUSH_TO_NUMPY"
-    description = "Brush masks as NumPy arrays: one per region, named as Label Studio names them, and one per image and label"
+    description = "Brush masks as NumPy arrays: one per region, named as Label Studio does, and one per image and label"
     extension = ".npy"
 
     def save(self, mask: np.ndarray, path: Path) -> None:

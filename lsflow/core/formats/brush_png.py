@@ -12,7 +12,7 @@ from lsflow.core.formats.brush import BrushMaskWriter
 
 class BrushToPngWriter(BrushMaskWriter):
     name = "BRUSH_TO_PNG"
-    description = "Brush masks as PNG images: one per region, named as Label Studio names them, and one per image and label"
+    description = "Brush masks as PNG images: one per region, named as Label Studio does, and one per image and label"
     extension = ".png"
 
     def save(self, mask: np.ndarray, path: Path) -> None:

@@ -258,7 +258,8 @@ class CocoWriter(VisionWriter):
                 masks += 1
                 if segmentation.get("size") != [image["height"], image["width"]]:
                     problems.append(f"annotation {annotation['id']} (task {annotation['image_id']}): mask size "
-                                    f"{segmentation.get('size')} is not the image's [{image['height']}, {image['width']}]")
+                                    f"{segmentation.get('size')} is not the image's "
+                                    f"[{image['height']}, {image['width']}]")
         return CheckOutcome(COCO_LOADS.name, not problems, problems[:20], {
             "images": len(coco.imgs), "annotations": len(coco.anns), "categories": len(coco.cats), "masks": masks,
         })

@@ -15,6 +15,7 @@ YAML file — pass it by absolute path (`yolo train data=/abs/path/data.yaml`).
 from __future__ import annotations
 
 import hashlib
+from abc import abstractmethod
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
@@ -61,7 +62,7 @@ def normalized(points: list[Point] | tuple[Point, ...], width: int, height: int)
 
 
 class UltralyticsWriter(VisionWriter):
-    """Subclasses turn a task into label rows (`rows`) and say which rows are valid (`columns_problem`)."""
+    """Subclasses turn a task into label rows (`rows`) and say which rows are valid (`values_problem`)."""
 
     task: ClassVar[str]  # Ultralytics task: detect | segment | obb | pose
 
@@ -85,9 +86,9 @@ class UltralyticsWriter(VisionWriter):
             (self.out_dir / "images" / split).mkdir(parents=True)
             (self.out_dir / "labels" / split).mkdir(parents=True)
 
+    @abstractmethod
     def rows(self, item: TaskItem) -> list[str]:
         """The task's label rows (each ending in a newline); every region written or dropped."""
-        raise NotImplementedError
 
     def write(self, item: TaskItem) -> None:
         split = split_of(item.task.id)
@@ -124,9 +125,9 @@ class UltralyticsWriter(VisionWriter):
         return {}
 
     @classmethod
+    @abstractmethod
     def values_problem(cls, values: list[float], context: ExportContext) -> str | None:
         """Why a row's numbers after the class id are not a valid label of this flavour, or None."""
-        raise NotImplementedError
 
     @classmethod
     def check(cls, out_dir: Path, context: ExportContext) -> list[CheckOutcome]:
@@ -188,7 +189,8 @@ class UltralyticsWriter(VisionWriter):
             if per_split[split] == 0:
                 problems.append(f"the {split} split has no images: the project has too few tasks for "
                                 f"an {int(dict(SPLITS)[split] * 100)}% share")
-        return CheckOutcome("ultralytics_layout", not problems, problems, {f"{k}_images": v for k, v in per_split.items()})
+        return CheckOutcome("ultralytics_layout", not problems, problems,
+                            {f"{split}_images": count for split, count in per_split.items()})
 
 
 def _row_problem(line: str, class_count: int, values_problem: Callable[[list[float]], str | None]) -> str | None:

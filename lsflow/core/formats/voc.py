@@ -86,7 +86,8 @@ class VocWriter(VisionWriter):
                 width, height = int(root.findtext("size/width")), int(root.findtext("size/height"))
                 for node in root.iter("object"):
                     objects += 1
-                    xmin, ymin, xmax, ymax = (int(node.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax"))
+                    xmin, ymin, xmax, ymax = (int(node.findtext(f"bndbox/{k}"))
+                                              for k in ("xmin", "ymin", "xmax", "ymax"))
                     if not (0 <= xmin < xmax <= width and 0 <= ymin < ymax <= height):
                         problems.append(f"{path.name}: box {xmin},{ymin},{xmax},{ymax} outside {width}x{height}")
                     if node.findtext("name") not in context.classes:

@@ -47,7 +47,8 @@ def test_brush_masks_are_rle_annotations_that_keep_their_holes(tmp_path, name, f
         assert np.array_equal(coco.annToMask(ann).astype(bool), painted)
         assert ann["area"] == painted.sum()
         rows, columns = np.nonzero(painted)
-        assert ann["bbox"] == [columns.min(), rows.min(), columns.max() + 1 - columns.min(), rows.max() + 1 - rows.min()]
+        left, top = columns.min(), rows.min()
+        assert ann["bbox"] == [left, top, columns.max() + 1 - left, rows.max() + 1 - top]
     # The traffic island (an ellipse around (165, 170)) is a hole in the road mask, not filled in.
     road = coco.annToMask(next(a for a in coco.dataset["annotations"] if a["label_studio"]["region"] == "r017xbrsh"))
     assert road[170, 165] == 0 and road[170, 100] == 1
