@@ -15,10 +15,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 import orjson
+from PIL import Image, UnidentifiedImageError
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, DatasetWriter, TaskItem
 from lsflow.core.geometry import Point
-from lsflow.core.media_files import image_size
 from lsflow.core.model import Annotation, Region
 from lsflow.core.rle import RleError, brush_alpha
 from lsflow.core.shapes import Shape
@@ -75,12 +75,15 @@ class VisionWriter(DatasetWriter):
         if local is None:
             self.skip_task(item, IMAGE_NOT_AVAILABLE)
             return None
-        if image_size(local) is None:
+        try:
+            with Image.open(local) as image:
+                kind = image.format or ""
+        except (OSError, UnidentifiedImageError):
             self.skip_task(item, IMAGE_NOT_READABLE)
             return None
         name = PurePosixPath(item.file_name)
-        if not name.suffix and local.suffix:
-            name = name.with_suffix(local.suffix)
+        if not name.suffix:  # Ultralytics only reads files with an image suffix
+            name = name.with_suffix(local.suffix or f".{kind.lower()}")
         directory.mkdir(parents=True, exist_ok=True)
         target = directory / name.name
         shutil.copyfile(local, target)
@@ -146,8 +149,6 @@ def read_files_mapping(out_dir: Path) -> list[dict]:
 
 def check_images_readable(out_dir: Path) -> CheckOutcome:
     """For `*_WITH_IMAGES`: every copied image decodes and has the width/height its labels assume."""
-    from PIL import Image, UnidentifiedImageError
-
     problems, images = [], 0
     for entry in read_files_mapping(out_dir):
         images += 1

@@ -188,6 +188,19 @@ def test_a_missing_or_unreadable_image_leaves_its_task_out_of_a_with_images_data
     assert checks["yolo_label_per_image"].passed and checks["images_readable"].passed
 
 
+def test_an_image_without_a_suffix_gets_the_one_of_its_format(tmp_path):
+    media = tmp_path / "media"
+    (media / "upload" / "1").mkdir(parents=True)
+    shutil.copyfile(SAMPLE_MEDIA / "upload" / "1" / "3f2a1b9c-street.jpg", media / "upload" / "1" / "photo")
+    tasks = [task(101, [annotation(12, [rectangle("s", 10, 10, 20, 20)])], image="/data/upload/1/photo")]
+    result = run(tmp_path, tasks, ["YOLO_WITH_IMAGES"], media_root=media)["YOLO_WITH_IMAGES"]
+    entry = files_mapping(result)[101]
+    split = split_of(101)
+    assert entry["image_file"] == f"images/{split}/photo.jpeg" and entry["label_files"] == [f"labels/{split}/photo.txt"]
+    with Image.open(result.path / entry["image_file"]) as image:
+        assert image.format == "JPEG" and image.size == (640, 480)
+
+
 def test_missing_image_size_is_read_from_the_image_header_or_the_region_is_dropped(tmp_path):
     tasks = [task(101, [annotation(10, [rectangle("r", 10, 62.5, 12.5, 12.5, size=None)])],
                   image="/data/upload/1/3f2a1b9c-street.jpg")]
