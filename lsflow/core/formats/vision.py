@@ -77,13 +77,13 @@ class VisionWriter(DatasetWriter):
             return None
         try:
             with Image.open(local) as image:
-                kind = image.format or ""
+                kind = f".{image.format.lower()}" if image.format else ""
         except (OSError, UnidentifiedImageError):
             self.skip_task(item, IMAGE_NOT_READABLE)
             return None
         name = PurePosixPath(item.file_name)
         if not name.suffix:  # Ultralytics only reads files with an image suffix
-            name = name.with_suffix(local.suffix or f".{kind.lower()}")
+            name = name.with_suffix(local.suffix or kind)
         directory.mkdir(parents=True, exist_ok=True)
         target = directory / name.name
         shutil.copyfile(local, target)
