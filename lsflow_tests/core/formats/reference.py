@@ -56,13 +56,6 @@ def run_converter(tmp_path: Path, export_file: Path, format_name: str, config: s
     return out
 
 
-def peer_file(*parts: str) -> Path:
-    path = PEER_CORPUS.joinpath(*parts)
-    if not path.is_file():
-        pytest.skip(f"the peer corpus is not here ({path})")
-    return path
-
-
 def read_table(path: Path, delimiter: str) -> list[list[str]]:
     with open(path, encoding="utf-8", newline="") as stream:
         return list(csv.reader(stream, delimiter=delimiter))
