@@ -53,8 +53,8 @@ def _chat_transcript(messages: Any) -> str:
 class CsvWriter(RecordWriter):
     name = "CSV"
     description = "Label Studio's CSV: one row per annotation, a column per task data key and control tag"
-    checks = (CheckSpec("csv_rows_match_annotations",
-                        "every row has every column and the rows with an annotation id match the exported annotations"),)
+    checks = (CheckSpec("csv_rows_match_annotations", "every row has every column, and the rows with an "
+                                                      "annotation id match the exported annotations"),)
     option_help = {
         HEADER_OPTION: "write the header row (true/false, default true); without it the columns are in columns.txt",
         SEPARATOR_OPTION: "join several choices or text lines of one cell with this string instead of a JSON list",

@@ -132,7 +132,8 @@ class RecordWriter(DatasetWriter):
                     continue
                 tag_type = self.control_tags.tag_type(region.from_name, result_type)
                 if tag_type is None:
-                    self.drop(item, annotation, region, f"'{region.from_name}' is not a control tag of the label config")
+                    reason = f"'{region.from_name}' is not a control tag of the label config"
+                    self.drop(item, annotation, region, reason)
                     continue
                 value = {key: v for key, v in region.value.items() if key != "type"}
                 if tag_type != "chatmessage":  # Label Studio adds the image size to all but chat messages

@@ -5,7 +5,6 @@ import json
 from lsflow.core.export import export_context, export_datasets
 from lsflow.core.formats.json import JsonWriter
 from lsflow.core.label_config import LabelConfig
-from lsflow.core.selection import AnnotationPolicy
 from lsflow.core.store import iter_store_tasks, write_store
 from lsflow.sources.export_file import iter_export_tasks
 from lsflow_tests.core.formats.reference import AUDIO_PROJECT, IMAGE_PROJECT, TEXT_PROJECT, run_lsflow
