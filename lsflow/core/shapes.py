@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from lsflow.core.geometry import Envelope, Point, envelope, percent_to_pixels, rotated_corners
 from lsflow.core.model import Region
@@ -30,24 +29,26 @@ class RegionDrop(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class ImageSize:
+# Named tuples, not frozen dataclasses: both are immutable, and these are built for every region.
+class ImageSize(NamedTuple):
     width: int
     height: int
 
 
-@dataclass(frozen=True, slots=True)
-class Shape:
+class Shape(NamedTuple):
     kind: ShapeKind
     region: Region
     image: ImageSize
     # box: its four corners after rotation; polygon: vertices; keypoint: the point; mask: empty.
     points: tuple[Point, ...]
     rotation: float = 0.0
+    # The points' bounding box (None for a mask): every vision format asks for it.
+    envelope: Envelope | None = None
 
-    @property
-    def envelope(self) -> Envelope:
-        return envelope(self.points)
+
+def _with_points(kind: ShapeKind, region: Region, image: ImageSize, points: tuple[Point, ...],
+                 rotation: float = 0.0) -> Shape:
+    return Shape(kind, region, image, points, rotation, envelope(points))
 
 
 def is_image_region(region: Region) -> bool:
@@ -66,36 +67,54 @@ def region_image_size(region: Region, fallback: ImageSize | None) -> ImageSize:
 
 
 def to_shape(region: Region, fallback_size: ImageSize | None = None) -> Shape:
-    """The region in pixels, or RegionDrop saying why it has no image shape."""
+    """The region in pixels, or RegionDrop saying why it has no image shape.
+
+    Every format of a pass asks for the same region with the same fallback size, so the answer (a
+    shape or a drop reason) is kept on the region and computed once.
+    """
+    memo = region.shape_memo
+    if memo is None or (memo[0] is not fallback_size and memo[0] != fallback_size):
+        try:
+            memo = (fallback_size, _shape(region, fallback_size))
+        except RegionDrop as drop:
+            memo = (fallback_size, drop.reason)
+        region.shape_memo = memo
+    if isinstance(memo[1], str):
+        raise RegionDrop(memo[1])
+    return memo[1]
+
+
+def _shape(region: Region, fallback_size: ImageSize | None) -> Shape:
+    kind = region.type
     if not is_image_region(region):
-        raise RegionDrop(f"'{region.type or 'untyped'}' region has no image geometry")
+        raise RegionDrop(f"'{kind or 'untyped'}' region has no image geometry")
     size = region_image_size(region, fallback_size)
+    width, height = size
     value = region.value
-    try:
-        if region.type in _BOX_TYPES or region.type == "labels":
-            x = percent_to_pixels(float(value["x"]), size.width)
-            y = percent_to_pixels(float(value["y"]), size.height)
-            w = percent_to_pixels(float(value["width"]), size.width)
-            h = percent_to_pixels(float(value["height"]), size.height)
+    try:  # `v * size / 100.0` is percent_to_pixels, inlined: this runs for every region
+        if kind in _BOX_TYPES or kind == "labels":
+            x = float(value["x"]) * width / 100.0
+            y = float(value["y"]) * height / 100.0
+            w = float(value["width"]) * width / 100.0
+            h = float(value["height"]) * height / 100.0
             rotation = float(value.get("rotation") or 0.0)
-            return Shape("box", region, size, rotated_corners(x, y, w, h, rotation), rotation)
-        if region.type in _POLYGON_TYPES:
-            points = tuple(
-                (percent_to_pixels(float(px), size.width), percent_to_pixels(float(py), size.height))
-                for px, py in value["points"]
-            )
+            if rotation % 360 == 0:
+                return Shape("box", region, size, ((x, y), (x + w, y), (x + w, y + h), (x, y + h)), rotation,
+                             Envelope(min(x, x + w), min(y, y + h), max(x, x + w), max(y, y + h)))
+            return _with_points("box", region, size, rotated_corners(x, y, w, h, rotation), rotation)
+        if kind in _POLYGON_TYPES:
+            points = tuple([(float(px) * width / 100.0, float(py) * height / 100.0) for px, py in value["points"]])
             if len(points) < 3:
                 raise RegionDrop(f"polygon has {len(points)} points, fewer than 3")
-            return Shape("polygon", region, size, points)
-        if region.type in _KEYPOINT_TYPES:
-            point = (percent_to_pixels(float(value["x"]), size.width),
-                     percent_to_pixels(float(value["y"]), size.height))
-            return Shape("keypoint", region, size, (point,))
-        if region.type in _ELLIPSE_TYPES:
-            return Shape("polygon", region, size, _ellipse_polygon(value, size))
+            return _with_points("polygon", region, size, points)
+        if kind in _KEYPOINT_TYPES:
+            return _with_points("keypoint", region, size,
+                                ((float(value["x"]) * width / 100.0, float(value["y"]) * height / 100.0),))
+        if kind in _ELLIPSE_TYPES:
+            return _with_points("polygon", region, size, _ellipse_polygon(value, size))
         return Shape("mask", region, size, ())
     except (KeyError, TypeError, ValueError) as error:
-        raise RegionDrop(f"'{region.type}' region has malformed coordinates ({error!r})") from None
+        raise RegionDrop(f"'{kind}' region has malformed coordinates ({error!r})") from None
 
 
 def _ellipse_polygon(value: dict, size: ImageSize) -> tuple[Point, ...]:
