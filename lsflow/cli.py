@@ -2,7 +2,7 @@
 
     lsflow convert EXPORT.json --format COCO,YOLO --out DIR [--config XML] [--media-root DIR]
                    [--allow-host HOST ...] [--cache-dir DIR] [--local-files-root DIR] [--option NAME=VALUE ...]
-    lsflow export PROJECT_ID FORMAT --path DIR [--media-root DIR] [--annotations POLICY]
+    lsflow export PROJECT_ID FORMAT --path DIR [--media-root DIR] [--annotations POLICY] [--option NAME=VALUE ...]
     lsflow partitions add [PROJECT_ID ...]
 """
 
@@ -156,7 +156,10 @@ def _echo_media_report(report: MediaReport) -> None:
               help="Local copy of Label Studio's media folder (holds upload/), read before downloading.")
 @click.option("--annotations", "policy_text", default="all", show_default=True,
               help=f"Which annotations of a task to export: {', '.join(POLICIES)}.")
-def export(project_id: str, formats: str, out_dir: Path, media_root: Path | None, policy_text: str) -> None:
+@click.option("--option", "option_pairs", multiple=True, metavar="NAME=VALUE",
+              help="A writer option, as for `lsflow convert`. Repeatable.")
+def export(project_id: str, formats: str, out_dir: Path, media_root: Path | None, policy_text: str,
+           option_pairs: tuple[str, ...]) -> None:
     """Export project PROJECT_ID of a running Label Studio into FORMAT (comma-separated names).
 
     `label-studio export PROJECT FORMAT --path DIR`, but over the API from any machine: a snapshot is
@@ -198,8 +201,8 @@ def export(project_id: str, formats: str, out_dir: Path, media_root: Path | None
             with media:
                 if any(writer_class(name).reads_media for name in names):
                     _prefetch(media, media_references(iter_export_tasks(snapshot.export_path), media_keys(config)))
-                context = export_context(config, lambda: iter_export_tasks(snapshot.export_path), project_id,
-                                         media=media)
+                context = replace(export_context(config, lambda: iter_export_tasks(snapshot.export_path),
+                                                 project_id, media=media), options=options)
                 tasks = tqdm(iter_export_tasks(snapshot.export_path), desc="tasks", unit=" tasks", total=task_count,
                              disable=None)
                 results = export_datasets(tasks, names, out_dir, context, policy)
