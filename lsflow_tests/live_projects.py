@@ -15,6 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from lsflow.core.formats.ultralytics import split_of
 from lsflow_tests.label_studio_server import LabelStudioServer
 from lsflow_tests.paths import IMAGE_CONFIG, SAMPLE_MEDIA
 
@@ -52,6 +53,14 @@ class LiveProject:
     boxes: dict[str, tuple[int, str, tuple[float, float, float, float]]] = field(default_factory=dict)
     sizes: dict[int, tuple[int, int]] = field(default_factory=dict)  # task id → image (width, height)
     regions: int = 0  # labelled regions in annotations that are not cancelled
+
+
+def add_unlabelled_tasks_until_every_split_has_one(ls: LabelStudioServer, project: LiveProject, data: dict) -> None:
+    """Ultralytics needs a train and a val split, assigned by a hash of the task id; a handful of
+    tasks may all hash to `train`. Unlabelled tasks (like the ones every real project has) fix that."""
+    while not {"train", "val"} <= {split_of(task_id) for task_id in project.task_ids}:
+        assert len(project.task_ids) < 100, "task ids keep hashing into one split"
+        project.task_ids += ls.import_tasks(project.id, [data])
 
 
 def _rectangle(region_id: str, label: str, box: tuple[float, float, float, float], size: tuple[int, int]) -> dict:
@@ -105,6 +114,9 @@ def build_image_project(ls: LabelStudioServer, title: str) -> LiveProject:
                score=0.12)
     project.annotations, project.cancelled, project.predictions = 4, 1, 2
     project.regions = 5 + 1 + 1 + 1  # boxes, polygon, keypoint, choice
+    before = set(project.task_ids)
+    add_unlabelled_tasks_until_every_split_has_one(ls, project, {"image": str(uploads[-1])})
+    project.sizes.update({task: project.sizes[empty] for task in set(project.task_ids) - before})
     return project
 
 
@@ -125,7 +137,9 @@ def build_text_project(ls: LabelStudioServer, title: str) -> LiveProject:
     ls.annotate(ids[1], [_span(texts[1], "Apple", "ORG", "s6")])
     ls.annotate(ids[2], [], was_cancelled=True)
     ls.predict(ids[3], [_span(texts[3], "Grace Hopper", "PER", "p1")], model_version="ner-1", score=0.8)
-    return LiveProject(pid, title, ids, annotations=3, cancelled=1, predictions=1, regions=6)
+    project = LiveProject(pid, title, ids, annotations=3, cancelled=1, predictions=1, regions=6)
+    add_unlabelled_tasks_until_every_split_has_one(ls, project, {"text": "An unlabelled sentence."})
+    return project
 
 
 def write_tone(path: Path, seconds: float, frequency: float, rate: int = 8000) -> Path:
@@ -163,4 +177,6 @@ def build_audio_project(ls: LabelStudioServer, title: str, folder: Path) -> Live
     ls.annotate(second, [said("t3", "wind noise")])
     ls.annotate(third, [], was_cancelled=True)
     ls.predict(third, [said("p1", "beep")], model_version="asr-1", score=0.5)
-    return LiveProject(pid, title, [first, second, third], annotations=3, cancelled=1, predictions=1, regions=6)
+    project = LiveProject(pid, title, [first, second, third], annotations=3, cancelled=1, predictions=1, regions=6)
+    add_unlabelled_tasks_until_every_split_has_one(ls, project, {"audio": str(uploads[0])})
+    return project

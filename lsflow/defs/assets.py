@@ -14,6 +14,7 @@ from lsflow.core.store import iter_store_tasks, read_manifest
 from lsflow.defs.partitions import project_partitions
 from lsflow.defs.resources import DatasetSettings, TaskSourceResource
 from lsflow.sources.export_file import EXPORT_FILE
+from lsflow.sources.label_studio import LabelStudioError
 from lsflow.sources.media import MediaResolver, media_keys, media_references
 from lsflow.sources.project_sync import build_datasets, snapshot_label_config, take_project_snapshot, update_store
 
@@ -48,7 +49,11 @@ def label_studio_snapshot(
 ) -> dg.MaterializeResult:
     layout = _layout(context, settings)
     full = config.full or context.run.tags.get(FULL_EXPORT_TAG, "").lower() == "true"
-    record = take_project_snapshot(task_source.open(), layout, full=full)
+    try:
+        record = take_project_snapshot(task_source.open(), layout, full=full)
+    except LabelStudioError as error:
+        # A refused token or a missing project does not go away on retry: fail the run at once.
+        raise dg.Failure(str(error), allow_retries=error.retryable) from None
     return dg.MaterializeResult(
         metadata={
             "snapshot_id": record.snapshot_id or "",

@@ -25,7 +25,7 @@ FULL_EXPORT_CRON_ENV = "LSFLOW_FULL_EXPORT_CRON"
     description="Full export of every project partition.",
 )
 def full_export(context: dg.ScheduleEvaluationContext):
-    day = context.scheduled_execution_time.strftime("%Y-%m-%dT%H:%M") if context.scheduled_execution_time else ""
+    day = context.scheduled_execution_time.strftime("%Y-%m-%dT%H:%M")
     return [
         dg.RunRequest(partition_key=project_id, run_key=f"full:{project_id}:{day}", tags={FULL_EXPORT_TAG: "true"})
         for project_id in context.instance.get_dynamic_partitions(project_partitions.name)

@@ -23,7 +23,6 @@ TITLE_PATTERN_ENV = "LSFLOW_PROJECT_TITLE_PATTERN"
 export_project = dg.define_asset_job(
     "export_project",
     selection=dg.AssetSelection.assets(label_studio_snapshot, normalized_tasks, datasets),
-    partitions_def=project_partitions,
     description="Snapshot one Label Studio project, update its store and write every dataset format.",
 )
 
