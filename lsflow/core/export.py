@@ -6,9 +6,9 @@ when every format finished, so a failure never leaves a half-written dataset beh
 
 from __future__ import annotations
 
-import filecmp
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
@@ -26,6 +26,8 @@ from lsflow.core.model import Task
 from lsflow.core.report import DROPPED_FILE, REPORT_FILE, RegionReport
 from lsflow.core.selection import AnnotationPolicy, select_annotations
 from lsflow.core.shapes import ImageSize
+
+_COMPARE_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,16 +48,29 @@ class TaskFileNames:
         self._stems: set[str] = set()
 
     def name_for(self, task_id: int, image_ref: str | None) -> str:
-        name = PurePosixPath(_basename(image_ref) or f"task-{task_id}")
-        if name.stem in self._stems:
-            name = name.with_stem(f"{name.stem}__task{task_id}")
-        self._stems.add(name.stem)
-        return name.name
+        name = _basename(image_ref) or f"task-{task_id}"  # one path component
+        stem = _stem(name)
+        if stem in self._stems:
+            name = PurePosixPath(name).with_stem(f"{stem}__task{task_id}").name
+            stem = _stem(name)
+        self._stems.add(stem)
+        return name
+
+
+def _stem(name: str) -> str:
+    """`PurePosixPath(name).stem` for a single path component, without building a path."""
+    dot = name.rfind(".")
+    return name[:dot] if 0 < dot < len(name) - 1 else name
 
 
 def _basename(image_ref: str | None) -> str:
     if not image_ref:
         return ""
+    # Fast path for the common `/data/upload/<project>/<file>`: a plain path, nothing to parse or decode.
+    if image_ref[0] == "/" and image_ref[1:2] != "/" and not any(c in image_ref for c in "?#;%\t\r\n"):
+        last = image_ref.rsplit("/", 1)[1]
+        if last not in ("", "."):
+            return last
     parsed = urlparse(image_ref)
     # `/data/local-files/?d=dir/file.jpg` keeps the path in the query string.
     path = parsed.query.split("d=", 1)[1] if parsed.query.startswith("d=") else parsed.path
@@ -129,7 +144,8 @@ def export_datasets(
                 writers.append(writer_class(name)(directory, context, report))
             latest_change = ""
             for task in tasks:
-                latest_change = max(latest_change, task.updated_at or "")
+                if task.updated_at and task.updated_at > latest_change:
+                    latest_change = task.updated_at
                 chosen, skipped = select_annotations(task, policy)
                 image_ref = image_reference(task, context.image_key)
                 size = known_image_size(task)
@@ -137,12 +153,15 @@ def export_datasets(
                     local = context.media.local_path(image_ref)
                     size = image_size(local) if local else None
                 item = TaskItem(task, chosen, image_ref, file_names.name_for(task.id, image_ref), size)
-                regions = sum(len(a.regions) for a in chosen)
+                regions = sum([len(a.regions) for a in chosen])
+                skip_reasons = [reason for _, reason in skipped]
                 for writer in writers:
-                    writer.report.tasks += 1
-                    writer.report.annotations_exported += len(chosen)
-                    writer.report.annotations_skipped.update(reason for _, reason in skipped)
-                    writer.report.regions_in += regions
+                    report = writer.report
+                    report.tasks += 1
+                    report.annotations_exported += len(chosen)
+                    if skip_reasons:
+                        report.annotations_skipped.update(skip_reasons)
+                    report.regions_in += regions
                     writer.write(item)
             for writer in writers:
                 writer.dataset_date = latest_change
@@ -187,14 +206,16 @@ def publish_directory(source: Path, destination: Path) -> PublishSummary:
 
 
 def _carry_over_unchanged(new: Path, old: Path) -> PublishSummary:
+    # Plain strings and os.walk: a per-task format holds one file per task, and pathlib objects
+    # for each of them cost more than the comparison itself.
+    new_files = _relative_files(str(new))
+    if not old.exists():
+        return PublishSummary(len(new_files), 0, 0)
     written = kept = 0
-    new_files = {p.relative_to(new) for p in new.rglob("*") if p.is_file()}
     for relative in new_files:
-        fresh, published = new / relative, old / relative
-        if published.is_file() and published.stat().st_size == fresh.stat().st_size and filecmp.cmp(
-            published, fresh, shallow=False
-        ):
-            link = fresh.with_name(f".{fresh.name}.link")
+        fresh, published = os.path.join(new, relative), os.path.join(old, relative)
+        if _same_bytes(published, fresh):
+            link = os.path.join(os.path.dirname(fresh), f".{os.path.basename(fresh)}.link")
             try:
                 os.link(published, link)
             except OSError:  # a filesystem without hard links: the fresh copy is just as good
@@ -204,5 +225,36 @@ def _carry_over_unchanged(new: Path, old: Path) -> PublishSummary:
             kept += 1
         else:
             written += 1
-    removed = sum(1 for p in old.rglob("*") if p.is_file() and p.relative_to(old) not in new_files) if old.exists() else 0
+    new_set = set(new_files)
+    removed = sum(1 for relative in _relative_files(str(old)) if relative not in new_set)
     return PublishSummary(written, kept, removed)
+
+
+def _relative_files(root: str, prefix: str = "") -> list[str]:
+    """Files under `root` (symlinked folders not followed), relative; the entry types come with the
+    directory listing, so this costs no stat per file."""
+    files = []
+    with os.scandir(root) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                files.extend(_relative_files(entry.path, f"{prefix}{entry.name}/"))
+            elif entry.is_file():
+                files.append(prefix + entry.name)
+    return files
+
+
+def _same_bytes(published: str, fresh: str) -> bool:
+    """True when `published` is a regular file with exactly the bytes of `fresh`."""
+    try:
+        old_stat = os.stat(published)
+    except OSError:
+        return False
+    if not stat.S_ISREG(old_stat.st_mode) or old_stat.st_size != os.stat(fresh).st_size:
+        return False
+    with open(published, "rb") as old_file, open(fresh, "rb") as new_file:
+        while True:
+            old_chunk, new_chunk = old_file.read(_COMPARE_CHUNK), new_file.read(_COMPARE_CHUNK)
+            if old_chunk != new_chunk:
+                return False
+            if not old_chunk:
+                return True
