@@ -247,7 +247,16 @@ def partitions_add(project_ids: tuple[str, ...]) -> None:
     from lsflow.defs.definitions import task_source_from_environment
     from lsflow.defs.partitions import register_projects
 
-    ids = list(project_ids) or [p.project_id for p in task_source_from_environment().open().list_projects()]
+    ids = list(project_ids)
+    if not ids:
+        from lsflow.sources.label_studio import LabelStudioError
+
+        try:
+            # Resolving the resource's config reads LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY for the live source.
+            source = task_source_from_environment().process_config_and_initialize().open()
+            ids = [p.project_id for p in source.list_projects()]
+        except LabelStudioError as error:
+            raise click.ClickException(str(error)) from None
     with dg.DagsterInstance.get() as instance:
         added = register_projects(instance, ids)
     click.echo(f"partitions: {', '.join(ids) or 'none found'} (new: {', '.join(added) or 'none'})")

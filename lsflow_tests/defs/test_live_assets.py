@@ -4,6 +4,10 @@ with every registered format; both kinds of token."""
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -108,3 +112,25 @@ def test_missing_project_fails_the_run_at_once_with_the_servers_answer(label_stu
         assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]  # failed at once
     assert not (tmp_path / "project-999999" / "snapshot").exists()
     assert not (tmp_path / "project-999999" / "datasets").exists()
+
+
+def test_dagster_command_line_materializes_a_live_partition_configured_by_the_environment(label_studio, text_project,
+                                                                                       tmp_path):
+    """`LSFLOW_SOURCE=label_studio`, the URL and key from the environment, never echoed."""
+    (tmp_path / "home").mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "LSFLOW_SOURCE": "label_studio",
+           "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_token,
+           "LSFLOW_OUTPUT_ROOT": str(tmp_path / "out")}
+    tools = Path(sys.executable).parent
+    added = subprocess.run([str(tools / "lsflow"), "partitions", "add"], env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert added.returncode == 0, added.stderr
+    assert str(text_project.id) in added.stdout.split("(new:")[1]  # every project of the server, listed live
+    run = subprocess.run(
+        [str(tools / "dagster"), "asset", "materialize", "-m", "lsflow", "--partition", str(text_project.id),
+         "--select", "label_studio_snapshot,normalized_tasks,dataset_coco"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (tmp_path / "out" / f"project-{text_project.id}" / "datasets" / "COCO" / "result.json").is_file()
+    assert label_studio.personal_token not in run.stdout + run.stderr
