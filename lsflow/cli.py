@@ -85,6 +85,9 @@ def convert(export_file: Path, formats: str, out_dir: Path, config_path: Path | 
         options = _writer_options(option_pairs, names)
         policy = AnnotationPolicy.parse(policy_text)
         config = LabelConfig.from_file(config_path) if config_path else None
+        for name in names:
+            if reason := writer_class(name).not_applicable(config):
+                warnings.warn(f"{reason}: written as asked, with every region reported as dropped")
         limits = DownloadLimits(max_bytes=int(max_file_mb * 2**20), timeout_seconds=media_timeout)
         media = MediaResolver.from_environment(media_root=media_root, local_files_root=local_files_root,
                                                label_studio_url=label_studio_url, allowed=allowed,

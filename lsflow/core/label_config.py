@@ -18,6 +18,7 @@ SHAPE_CONTROLS = frozenset(
         "brushlabels", "brush", "ellipselabels", "ellipse",
     }
 )
+BRUSH_CONTROLS = frozenset({"brushlabels", "brush"})
 # Control tags that carry class names (`<Label value=…>` children).
 LABELING_CONTROLS = frozenset(
     {

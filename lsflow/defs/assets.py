@@ -114,8 +114,10 @@ def _check_specs() -> list[dg.AssetCheckSpec]:
 
 @dg.multi_asset(
     specs=[
+        # Skippable: a format the project's label config cannot fill (YOLO for a text project) is
+        # not materialized for that partition, rather than written empty and failing its checks.
         dg.AssetSpec(key, deps=[normalized_tasks], group_name="datasets", description=WRITERS[name].description,
-                     partitions_def=project_partitions)
+                     partitions_def=project_partitions, skippable=True)
         for name, key in FORMAT_KEYS.items()
     ],
     check_specs=_check_specs(),
@@ -125,12 +127,22 @@ def _check_specs() -> list[dg.AssetCheckSpec]:
 def datasets(context: dg.AssetExecutionContext, settings: DatasetSettings):
     """Every selected format from one pass over the normalized store."""
     layout = _layout(context, settings)
-    formats = [name for name, key in FORMAT_KEYS.items() if key in context.selected_asset_keys]
+    config = snapshot_label_config(layout)
+    formats = []
+    for name, key in FORMAT_KEYS.items():
+        if key in context.selected_asset_keys:
+            reason = writer_class(name).not_applicable(config)
+            if reason:
+                context.log.info(f"{name} skipped for project {context.partition_key}: {reason}")
+            else:
+                formats.append(name)
+    if not formats:
+        return
     manifest = read_manifest(layout.store_dir)
     media = settings.media()
     if any(writer_class(name).reads_media for name in formats):
         _prefetch_media(context, media, layout)
-    results, export = build_datasets(layout, formats, settings.policy(), media)
+    results, export = build_datasets(layout, formats, settings.policy(), media, settings.writer_options)
     media_metadata = _media_metadata(context, media)
     for name in formats:
         result = results[name]

@@ -121,6 +121,8 @@ class DatasetSettings(dg.ConfigurableResource):
     media_max_bytes: int = _DEFAULT_LIMITS.max_bytes
     media_timeout_seconds: float = _DEFAULT_LIMITS.timeout_seconds
     media_download_workers: int = _DEFAULT_LIMITS.workers
+    # Format options, as `lsflow convert --option NAME=VALUE` (e.g. csv_multi_value_separator).
+    writer_options: dict[str, str] = {}
 
     def policy(self) -> AnnotationPolicy:
         return AnnotationPolicy.parse(self.annotation_policy)

@@ -7,7 +7,7 @@ incremental whenever an earlier store of the project exists and a full export wa
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import orjson
@@ -106,9 +106,10 @@ def update_store(layout: ProjectLayout) -> tuple[StoreSummary, StoreChanges, Sna
 
 
 def build_datasets(layout: ProjectLayout, formats: list[str], policy: AnnotationPolicy = AnnotationPolicy(),
-                   media: MediaLookup | None = None) -> tuple[dict[str, FormatResult], ExportContext]:
+                   media: MediaLookup | None = None, options: dict[str, str] | None = None,
+                   ) -> tuple[dict[str, FormatResult], ExportContext]:
     """Every format from one pass over the store, published under `layout.datasets_dir`."""
-    context = export_context(snapshot_label_config(layout), lambda: iter_store_tasks(layout.store_dir),
-                             layout.project_id, media=media)
+    context = replace(export_context(snapshot_label_config(layout), lambda: iter_store_tasks(layout.store_dir),
+                                     layout.project_id, media=media), options=options or {})
     results = export_datasets(iter_store_tasks(layout.store_dir), formats, layout.datasets_dir, context, policy)
     return results, context

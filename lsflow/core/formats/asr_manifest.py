@@ -43,6 +43,8 @@ class AsrManifestWriter(DatasetWriter):
     name = "ASR_MANIFEST"
     description = "NeMo ASR manifest: a JSON line per audio transcription with its duration; audio copied"
     reads_media = True
+    object_tags = frozenset({"audio", "audioplus"})
+    control_tags = frozenset({"textarea"})
     checks = (
         CheckSpec("asr_lines_valid", "every line has audio_filepath, text and a duration > 0, and its audio "
                                      "file exists in the dataset"),

@@ -70,6 +70,23 @@ class DatasetWriter(ABC):
     reads_media: ClassVar[bool] = False
     # The options this writer reads from `context.options`: name → what it does (shown by the CLI).
     option_help: ClassVar[dict[str, str]] = {}
+    # The format applies to a project whose label config has one of these object tags and one of
+    # these control tags (empty: any) — the formats Label Studio offers for a labeling config.
+    object_tags: ClassVar[frozenset[str]] = frozenset()
+    control_tags: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def not_applicable(cls, config: LabelConfig | None) -> str | None:
+        """Why this format cannot hold anything of a project with this config; None if it can.
+        Without a config nothing is known, so every format applies."""
+        if config is None:
+            return None
+        for wanted, present, kind in ((cls.object_tags, config.objects, "object"),
+                                      (cls.control_tags, config.controls, "control")):
+            if wanted and not any(tag.tag in wanted for tag in present):
+                names = "/".join(sorted(wanted))
+                return f"{cls.name} needs a label config with a {names} {kind} tag"
+        return None
 
     def __init__(self, out_dir: Path, context: ExportContext, report: RegionReport):
         self.out_dir = out_dir

@@ -23,6 +23,7 @@ import numpy as np
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, TaskItem
 from lsflow.core.formats.vision import VisionWriter, read_files_mapping
+from lsflow.core.label_config import BRUSH_CONTROLS
 from lsflow.core.model import Annotation
 
 MERGED_DIR = "merged"
@@ -35,6 +36,7 @@ class BrushMaskWriter(VisionWriter):
 
     extension: ClassVar[str]
     checks = (MASKS_MATCH,)
+    control_tags = BRUSH_CONTROLS
 
     @abstractmethod
     def save(self, mask: np.ndarray, path: Path) -> None: ...

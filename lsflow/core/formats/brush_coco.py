@@ -8,9 +8,11 @@ the rectangles, polygons and keypoints of the task alongside, as COCO does.
 from __future__ import annotations
 
 from lsflow.core.formats.coco import CocoWriter
+from lsflow.core.label_config import BRUSH_CONTROLS
 
 
 class BrushToCocoWriter(CocoWriter):
     name = "BRUSH_TO_COCO"
     description = "COCO JSON (result_coco.json) with brush masks as RLE, holes kept"
     result_file = "result_coco.json"
+    control_tags = BRUSH_CONTROLS

@@ -39,6 +39,9 @@ class TextBlock:
 class TextSpanWriter(DatasetWriter):
     """A writer of tokenized texts with their entity spans (CONLL2003, SPACY)."""
 
+    object_tags = frozenset({"text"})
+    control_tags = frozenset({"labels"})
+
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         config = self.context.label_config

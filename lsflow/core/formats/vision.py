@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, DatasetWriter, TaskItem
 from lsflow.core.geometry import Point
+from lsflow.core.label_config import SHAPE_CONTROLS
 from lsflow.core.model import Annotation, Region
 from lsflow.core.rle import RleError, brush_alpha
 from lsflow.core.shapes import Shape
@@ -49,6 +50,8 @@ class VisionWriter(DatasetWriter):
     points at a missing image."""
 
     copies_images: ClassVar[bool] = False
+    object_tags = frozenset({"image"})
+    control_tags = SHAPE_CONTROLS | {"labels"}
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)

@@ -25,6 +25,7 @@ class YoloPoseWriter(UltralyticsWriter):
     name = "YOLO_POSE"
     description = "YOLO pose labels: each rectangle with its keypoints, in model_index order"
     task = "pose"
+    control_tags = frozenset({"keypointlabels", "keypoint"})
 
     def rows(self, item: TaskItem) -> list[str]:
         boxes: list[tuple[tuple[Any, Any], str, ImageSize]] = []  # (annotation, region id), box columns, image
