@@ -85,7 +85,7 @@ class DatasetWriter(ABC):
                                       (cls.control_tags, config.controls, "control")):
             if wanted and not any(tag.tag in wanted for tag in present):
                 names = "/".join(sorted(wanted))
-                return f"{cls.name} needs a label config with a {names} {kind} tag"
+                return f"{cls.name} needs a label config with a <{names}> {kind} tag"
         return None
 
     def __init__(self, out_dir: Path, context: ExportContext, report: RegionReport):

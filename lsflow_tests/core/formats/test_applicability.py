@@ -25,6 +25,6 @@ def test_the_reason_names_what_the_config_lacks():
     boxes_only = LabelConfig.parse('<View><Image name="i" value="$image"/>'
                                    '<RectangleLabels name="b" toName="i"><Label value="car"/></RectangleLabels></View>')
     assert WRITERS["YOLO_POSE"].not_applicable(boxes_only) == \
-        "YOLO_POSE needs a label config with a keypoint/keypointlabels control tag"
-    assert WRITERS["CONLL2003"].not_applicable(boxes_only) == "CONLL2003 needs a label config with a text object tag"
+        "YOLO_POSE needs a label config with a <keypoint/keypointlabels> control tag"
+    assert WRITERS["CONLL2003"].not_applicable(boxes_only) == "CONLL2003 needs a label config with a <text> object tag"
     assert all(writer.not_applicable(None) is None for writer in WRITERS.values())
