@@ -45,6 +45,7 @@ AUDIO_CONFIG = """<View>
 class LiveProject:
     id: int
     title: str
+    label_config: str
     task_ids: list[int]
     annotations: int = 0  # not cancelled
     cancelled: int = 0
@@ -75,7 +76,7 @@ def build_image_project(ls: LabelStudioServer, title: str) -> LiveProject:
     a cancelled one, a ground truth, predictions, and an image nobody labelled."""
     pid = ls.create_project(title, IMAGE_CONFIG.read_text())
     uploads = [ls.upload(pid, path) for path in IMAGES]
-    project = LiveProject(pid, title, [u.task_id for u in uploads])
+    project = LiveProject(pid, title, IMAGE_CONFIG.read_text(), [u.task_id for u in uploads])
     for upload, path in zip(uploads, IMAGES):
         with Image.open(path) as image:
             project.sizes[upload.task_id] = image.size
@@ -137,7 +138,7 @@ def build_text_project(ls: LabelStudioServer, title: str) -> LiveProject:
     ls.annotate(ids[1], [_span(texts[1], "Apple", "ORG", "s6")])
     ls.annotate(ids[2], [], was_cancelled=True)
     ls.predict(ids[3], [_span(texts[3], "Grace Hopper", "PER", "p1")], model_version="ner-1", score=0.8)
-    project = LiveProject(pid, title, ids, annotations=3, cancelled=1, predictions=1, regions=6)
+    project = LiveProject(pid, title, TEXT_CONFIG, ids, annotations=3, cancelled=1, predictions=1, regions=6)
     add_unlabelled_tasks_until_every_split_has_one(ls, project, {"text": "An unlabelled sentence."})
     return project
 
@@ -177,6 +178,6 @@ def build_audio_project(ls: LabelStudioServer, title: str, folder: Path) -> Live
     ls.annotate(second, [said("t3", "wind noise")])
     ls.annotate(third, [], was_cancelled=True)
     ls.predict(third, [said("p1", "beep")], model_version="asr-1", score=0.5)
-    project = LiveProject(pid, title, [first, second, third], annotations=3, cancelled=1, predictions=1, regions=6)
+    project = LiveProject(pid, title, AUDIO_CONFIG, [first, second, third], annotations=3, cancelled=1, predictions=1, regions=6)
     add_unlabelled_tasks_until_every_split_has_one(ls, project, {"audio": str(uploads[0])})
     return project

@@ -14,6 +14,7 @@ import pytest
 from pycocotools.coco import COCO
 
 from lsflow.core.formats import WRITERS
+from lsflow.core.label_config import LabelConfig
 from lsflow.defs.assets import FORMAT_KEYS, datasets, label_studio_snapshot, normalized_tasks
 from lsflow.defs.partitions import PROJECTS_PARTITION_NAME
 from lsflow.defs.resources import DatasetSettings, LabelStudioResource
@@ -33,28 +34,26 @@ def materialize(label_studio, project, output_root, api_key: str) -> dg.ExecuteI
         )
 
 
-def assert_every_format_passed(result: dg.ExecuteInProcessResult, project, has_images: bool = True
-                               ) -> dict[str, dict]:
-    """Every registered format materialized, all its checks passed, every region accounted for.
-
-    A project without images leaves the formats that copy images empty, and their checks must say so.
-    """
+def assert_every_format_passed(result: dg.ExecuteInProcessResult, project, includes: set[str],
+                               excludes: set[str] = frozenset()) -> dict[str, dict]:
+    """Every registered format that applies to the project's label config materialized (a sample of
+    them named by hand: `includes`, and of the ones that cannot apply: `excludes`), all checks passed,
+    every region accounted for."""
     assert result.success
+    config = LabelConfig.parse(project.label_config)
+    applicable = {name for name, writer in WRITERS.items() if writer.not_applicable(config) is None}
+    assert includes <= applicable and not excludes & applicable
     by_key = {m.asset_key: m.metadata for m in result.asset_materializations_for_node("datasets")}
-    assert set(by_key) == {FORMAT_KEYS[name] for name in WRITERS}
+    assert set(by_key) == {FORMAT_KEYS[name] for name in applicable}
     evaluations = result.get_asset_check_evaluations()
-    failed = {(e.asset_key, e.check_name): e.metadata for e in evaluations if not e.passed}
-    empty = set() if has_images else {FORMAT_KEYS[n] for n, w in WRITERS.items() if getattr(w, "copies_images", False)}
-    assert {key.to_user_string() for key, _ in failed if key not in empty} == set()
-    for metadata in failed.values():
-        assert "no images" in metadata["problems"].value
-    assert len(evaluations) == sum(len(writer.checks) + 1 for writer in WRITERS.values())
-    for name in WRITERS:
+    assert [(e.asset_key.to_user_string(), e.check_name, e.metadata) for e in evaluations if not e.passed] == []
+    assert len(evaluations) == sum(len(WRITERS[name].checks) + 1 for name in applicable)
+    for name in applicable:
         metadata = by_key[FORMAT_KEYS[name]]
         written, dropped = metadata["regions_written"].value, metadata["regions_dropped"].value
         assert written + dropped == project.regions, name
         assert metadata["tasks"].value == len(project.task_ids), name
-    return {name: by_key[FORMAT_KEYS[name]] for name in WRITERS}
+    return {name: by_key[FORMAT_KEYS[name]] for name in applicable}
 
 
 def assert_snapshot_metadata(result: dg.ExecuteInProcessResult, project, output_root) -> None:
@@ -70,7 +69,7 @@ def assert_snapshot_metadata(result: dg.ExecuteInProcessResult, project, output_
 def test_image_project_partition_gives_every_dataset(label_studio, image_project, tmp_path, kind):
     api_key = label_studio.legacy_token if kind == "legacy" else label_studio.personal_token
     result = materialize(label_studio, image_project, tmp_path, api_key)
-    formats = assert_every_format_passed(result, image_project)
+    formats = assert_every_format_passed(result, image_project, {"COCO", "YOLO", "VOC", "JSON"}, {"CONLL2003"})
     assert_snapshot_metadata(result, image_project, tmp_path)
     assert formats["COCO"]["annotations_exported"].value == image_project.annotations
 
@@ -88,13 +87,13 @@ def test_image_project_partition_gives_every_dataset(label_studio, image_project
 
 def test_text_project_partition_gives_every_dataset(label_studio, text_project, tmp_path):
     result = materialize(label_studio, text_project, tmp_path, label_studio.personal_token)
-    assert_every_format_passed(result, text_project, has_images=False)
+    assert_every_format_passed(result, text_project, {"CONLL2003", "JSON", "CSV"}, {"COCO", "YOLO"})
     assert_snapshot_metadata(result, text_project, tmp_path)
 
 
 def test_audio_project_partition_gives_every_dataset(label_studio, audio_project, tmp_path):
     result = materialize(label_studio, audio_project, tmp_path, label_studio.legacy_token)
-    assert_every_format_passed(result, audio_project, has_images=False)
+    assert_every_format_passed(result, audio_project, {"ASR_MANIFEST", "JSON"}, {"COCO", "CONLL2003"})
     assert_snapshot_metadata(result, audio_project, tmp_path)
 
 
@@ -114,7 +113,7 @@ def test_missing_project_fails_the_run_at_once_with_the_servers_answer(label_stu
     assert not (tmp_path / "project-999999" / "datasets").exists()
 
 
-def test_dagster_command_line_materializes_a_live_partition_configured_by_the_environment(label_studio, text_project,
+def test_dagster_command_line_materializes_a_live_partition_configured_by_the_environment(label_studio, image_project,
                                                                                        tmp_path):
     """`LSFLOW_SOURCE=label_studio`, the URL and key from the environment, never echoed."""
     (tmp_path / "home").mkdir()
@@ -125,12 +124,12 @@ def test_dagster_command_line_materializes_a_live_partition_configured_by_the_en
     added = subprocess.run([str(tools / "lsflow"), "partitions", "add"], env=env, capture_output=True, text=True,
                            timeout=300)
     assert added.returncode == 0, added.stderr
-    assert str(text_project.id) in added.stdout.split("(new:")[1]  # every project of the server, listed live
+    assert str(image_project.id) in added.stdout.split("(new:")[1]  # every project of the server, listed live
     run = subprocess.run(
-        [str(tools / "dagster"), "asset", "materialize", "-m", "lsflow", "--partition", str(text_project.id),
+        [str(tools / "dagster"), "asset", "materialize", "-m", "lsflow", "--partition", str(image_project.id),
          "--select", "label_studio_snapshot,normalized_tasks,dataset_coco"],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    assert (tmp_path / "out" / f"project-{text_project.id}" / "datasets" / "COCO" / "result.json").is_file()
+    assert (tmp_path / "out" / f"project-{image_project.id}" / "datasets" / "COCO" / "result.json").is_file()
     assert label_studio.personal_token not in run.stdout + run.stderr
