@@ -10,8 +10,10 @@ import hashlib
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import ijson
+import numpy as np
 import orjson
 
 from lsflow.core.incremental import changed_after
@@ -21,12 +23,31 @@ from lsflow.sources.base import ProjectInfo, Snapshot
 EXPORT_FILE = "export.json"
 LABEL_CONFIG_FILE = "label_config.xml"
 _COPY_CHUNK = 1 << 20
+_SCAN_CHUNK = 1 << 20
+_JSON_WHITESPACE = b" \t\r\n"
+_WIDE_DIGITS = 19  # 9223372036854775807, the largest integer ijson reads, has 19
 
 
 def iter_export_tasks(path: Path) -> Iterator[Task]:
-    """Tasks of a JSON export one at a time; the file is never held in memory whole."""
+    """Tasks of a JSON export one at a time; the file is never held in memory whole.
+
+    An array is split into items by a vectorized scan and each item parsed with orjson, about twice
+    as fast as ijson; whatever that reader does not take (invalid JSON, items that are not objects or
+    arrays, numbers orjson does not read) is left to ijson, which resumes after the tasks already
+    given and decides exactly as it always did.
+    """
     with open(path, "rb") as stream:
         first = _first_significant_byte(stream, path)
+        skip = 0
+        if first == b"[":
+            try:
+                for raw in _array_items(stream):
+                    task = Task.from_dict(raw, skip)
+                    skip += 1
+                    yield task
+                return
+            except _LeftToIjson:
+                pass
         stream.seek(0)
         if first == b"{":  # a single task, as Label Studio's converter also accepts
             items = ijson.items(stream, "", use_float=True)
@@ -37,12 +58,98 @@ def iter_export_tasks(path: Path) -> Iterator[Task]:
         position, last_id = 0, None
         try:
             for position, raw in enumerate(items):
+                if position < skip:  # given already by the fast reader
+                    last_id = raw["id"]
+                    continue
                 task = Task.from_dict(raw, position)
                 last_id = task.id
                 yield task
         except ijson.JSONError as error:
             after = f"after task {last_id} (item {position})" if last_id is not None else "before the first task"
             raise ExportFormatError(f"{path} is not valid JSON {after}: {error}") from None
+
+
+class _LeftToIjson(Exception):
+    """The fast array reader met something it leaves to a full streaming parser."""
+
+
+def _array_items(stream: BinaryIO) -> Iterator[Any]:
+    """The items of the JSON array whose '[' was just read from `stream`, each parsed by orjson.
+
+    Boundaries come from numpy over a chunk: a quote preceded by an odd run of backslashes is
+    escaped, the others delimit strings; outside strings the brackets give the depth, and an item
+    is a bracketed value at depth 1. orjson then parses each item strictly and the bytes between
+    items must be one comma, so the items are exactly those of a valid document — and on anything
+    else `_LeftToIjson` is raised once the items before it were given.
+    """
+    buffer = b""
+    read_size = _SCAN_CHUNK
+    need_comma = False
+    while True:
+        more = stream.read(read_size)
+        buffer += more
+        codes = np.frombuffer(buffer, dtype=np.uint8)
+        quotes = np.flatnonzero(codes == 34)  # "
+        after_first = quotes[quotes > 0]
+        maybe_escaped = after_first[codes[after_first - 1] == 92]  # a backslash before: count the run
+        escaped = [q for q in maybe_escaped.tolist() if _backslashes_before(buffer, q) % 2]
+        if escaped:
+            quotes = np.setdiff1d(quotes, np.array(escaped), assume_unique=True)
+        brackets = np.flatnonzero((codes == 123) | (codes == 125) | (codes == 91) | (codes == 93))  # {}[]
+        brackets = brackets[np.searchsorted(quotes, brackets) % 2 == 0]  # outside strings
+        wide = _first_wide_integer(codes, quotes)
+        kinds = codes[brackets]
+        opening = (kinds == 123) | (kinds == 91)
+        depth = np.cumsum(np.where(opening, 1, -1)) + 1  # after each bracket; the array itself is 1
+        closes = brackets[depth == 0]
+        limit = int(closes[0]) if len(closes) else len(buffer)
+        starts = brackets[opening & (depth == 2)]
+        ends = brackets[~opening & (depth == 1)]
+        cut = 0
+        for start, end in zip(starts.tolist(), ends.tolist()):
+            if end >= limit:
+                break
+            if buffer[cut:start].strip(_JSON_WHITESPACE) != (b"," if need_comma else b"") or start < wide < end:
+                raise _LeftToIjson
+            try:
+                yield orjson.loads(buffer[start:end + 1])
+            except orjson.JSONDecodeError:
+                raise _LeftToIjson from None
+            need_comma, cut = True, end + 1
+        if len(closes):  # the array ends here: only whitespace may lie between the last item and EOF
+            if buffer[limit] != 93 or buffer[cut:limit].strip(_JSON_WHITESPACE):  # ]
+                raise _LeftToIjson
+            rest = buffer[limit + 1:]
+            while True:
+                if rest.strip(_JSON_WHITESPACE):
+                    raise _LeftToIjson
+                if not (rest := stream.read(_SCAN_CHUNK)):
+                    return
+        if not more:
+            raise _LeftToIjson  # the array never closes
+        buffer = buffer[cut:]
+        # No item ended in this chunk: read more at once, so a huge task is not rescanned per MiB.
+        read_size = _SCAN_CHUNK if cut else read_size * 2
+
+
+def _first_wide_integer(codes: np.ndarray, quotes: np.ndarray) -> int:
+    """Where the first integer of 19 digits or more starts (outside strings), else -1. ijson rejects
+    integers beyond 64 bits where orjson turns some into floats, so those are left to ijson."""
+    digit = ((codes >= 48) & (codes <= 57)).view(np.int8)  # 0-9
+    edges = np.diff(digit, prepend=np.int8(0), append=np.int8(0))
+    run_starts, run_ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    for start in run_starts[run_ends - run_starts >= _WIDE_DIGITS].tolist():
+        fraction = start > 0 and codes[start - 1] == 46  # .
+        if not fraction and np.searchsorted(quotes, start) % 2 == 0:
+            return start
+    return -1
+
+
+def _backslashes_before(buffer: bytes, position: int) -> int:
+    count = 0
+    while position - count - 1 >= 0 and buffer[position - count - 1] == 92:
+        count += 1
+    return count
 
 
 def count_tasks(path: Path) -> int:

@@ -57,3 +57,52 @@ def test_file_source_snapshot_copies_the_export_with_its_md5(tmp_path):
     assert "<RectangleLabels" in snapshot.label_config
     with pytest.raises(FileNotFoundError, match="project 999: no .* \\(projects on disk: "):
         source.take_snapshot("999", tmp_path / "other")
+
+
+# The export is split into tasks by a byte scan before each task is parsed; these documents are
+# built to trip a scan that miscounts strings, escapes or depth. The expectation is the standard
+# library's reading of the whole document.
+TRICKY_TASKS = [
+    {"id": 1, "data": {"text": 'brackets }]{[ and "quotes" inside, a backslash \\ and \\"', "image": "/x/a.jpg"},
+     "annotations": [{"id": 10, "result": [{"id": "r", "type": "choices", "value": {"choices": ["}", "]"]}}]}]},
+    {"id": 2, "data": {"text": "ends in backslashes \\\\", "n": [[1, [2, [3]]], {"a": {}}]}, "annotations": []},
+    {"id": 3, "data": {"text": "ünïcødé 💡 \u2028", "x": 0.000012345678901234567, "y": -1.5e-300, "z": 10**17}},
+    {"id": 4, "data": {"text": "x" * 5000}, "annotations": [], "predictions": []},
+]
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+@pytest.mark.parametrize("chunk", [7, 1 << 20])  # 7 bytes: every boundary falls somewhere awkward
+def test_tasks_are_read_exactly_as_a_full_json_parser_reads_them(tmp_path, monkeypatch, indent, chunk):
+    import json
+
+    from lsflow.sources import export_file
+
+    monkeypatch.setattr(export_file, "_SCAN_CHUNK", chunk)
+    # ijson reads only what the fast reader refuses; a valid export must never get that far.
+    monkeypatch.setattr(export_file.ijson, "items", lambda *args, **kwargs: pytest.fail("fell back to ijson"))
+    document = " \n" + json.dumps(TRICKY_TASKS, indent=indent, ensure_ascii=False) + "\n"
+    path = tmp_path / "export.json"
+    path.write_text(document, encoding="utf-8")
+    assert [task.raw for task in iter_export_tasks(path)] == json.loads(document)
+
+
+@pytest.mark.parametrize("chunk", [7, 1 << 20])
+@pytest.mark.parametrize(
+    "tail, message",
+    [
+        (b'{"id": 31, "data": {"n": 18446744073709551616}}]', "after task 30 .*integer overflow"),
+        (b'{"id": 31, "data": {"n": 1}},]', "after task 31"),
+        (b'{"id": 31, "data": {"n": 1}}] trailing', "after task 31 .*trailing garbage"),
+        (b'{"id": 31, "data": {"n": 1}', "after task 30"),
+    ],
+)
+def test_invalid_json_after_many_tasks_names_the_last_good_task(tmp_path, monkeypatch, chunk, tail, message):
+    """Integers beyond 64 bits stay an error (they are never silently read as floats)."""
+    from lsflow.sources import export_file
+
+    monkeypatch.setattr(export_file, "_SCAN_CHUNK", chunk)
+    path = tmp_path / "export.json"
+    path.write_bytes(b"[" + b"".join(b'{"id": %d, "data": {}}, ' % i for i in range(1, 31)) + tail)
+    with pytest.raises(ExportFormatError, match=message):
+        list(iter_export_tasks(path))
