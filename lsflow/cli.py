@@ -200,6 +200,9 @@ def export(project_id: str, formats: str, out_dir: Path, media_root: Path | None
             task_count = count_tasks(snapshot.export_path)
             logging.getLogger(__name__).info("snapshot %s: %d tasks", snapshot.snapshot_id, task_count)
             config = LabelConfig.parse(snapshot.label_config) if snapshot.label_config else None
+            for name in names:
+                if reason := writer_class(name).not_applicable(config):
+                    warnings.warn(f"{reason}: written as asked, with every region reported as dropped")
             media = MediaResolver.from_environment(media_root=media_root, label_studio_url=url)
             with media:
                 if any(writer_class(name).reads_media for name in names):

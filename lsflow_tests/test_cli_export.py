@@ -46,6 +46,7 @@ def test_several_formats_with_a_personal_token_and_debug_logs_without_the_token(
                         api_key=label_studio.personal_token, DEBUG="1", LOG_LEVEL="DEBUG")
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "COCO" / "result.json").is_file() and (tmp_path / "YOLO" / "data.yaml").is_file()
+    assert "warning: COCO needs a label config with" in run.stderr  # a text project, asked for image formats
     assert f"project {text_project.id}: snapshot " in run.stderr and " created (completed)" in run.stderr
     assert " downloaded (" in run.stderr and "POST" in run.stderr
     for secret in (label_studio.personal_token, label_studio.legacy_token):
