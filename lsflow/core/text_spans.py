@@ -11,29 +11,33 @@ Offsets are Python string indices (Unicode code points), which is what Label Stu
 
 from __future__ import annotations
 
+import functools
 import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import Any
 
-from nltk.tokenize.treebank import TreebankWordTokenizer
-
 from lsflow.core.model import Region
 
 
-class LabelStudioTokenizer(TreebankWordTokenizer):
-    PUNCTUATION = [
-        (re.compile(r"([:,])([^\d])"), r" \1 \2"),
-        (re.compile(r"([:,])$"), r" \1 "),
-        (re.compile(r"\.\.\."), r" ... "),
-        (re.compile(r"[;@#$/%&]"), r" \g<0> "),  # Label Studio's addition: '/'
-        (re.compile(r'([^\.])(\.)([\]\)}>"\']*)\s*$'), r"\1 \2\3 "),
-        (re.compile(r"[?!]"), r" \g<0> "),
-        (re.compile(r"([^'])' "), r"\1 ' "),
-    ]
+@functools.cache
+def label_studio_tokenizer():
+    """NLTK's Treebank tokenizer with Label Studio's punctuation; NLTK is imported on first use
+    because it costs 0.3 s, which every run of the command line would otherwise pay."""
+    from nltk.tokenize.treebank import TreebankWordTokenizer
 
+    class LabelStudioTokenizer(TreebankWordTokenizer):
+        PUNCTUATION = [
+            (re.compile(r"([:,])([^\d])"), r" \1 \2"),
+            (re.compile(r"([:,])$"), r" \1 "),
+            (re.compile(r"\.\.\."), r" ... "),
+            (re.compile(r"[;@#$/%&]"), r" \g<0> "),  # Label Studio's addition: '/'
+            (re.compile(r'([^\.])(\.)([\]\)}>"\']*)\s*$'), r"\1 \2\3 "),
+            (re.compile(r"[?!]"), r" \g<0> "),
+            (re.compile(r"([^'])' "), r"\1 ' "),
+        ]
 
-_TOKENIZER = LabelStudioTokenizer()
+    return LabelStudioTokenizer()
 
 
 class TokenizeError(ValueError):
@@ -43,7 +47,7 @@ class TokenizeError(ValueError):
 def tokenize(text: str) -> list[tuple[int, int]]:
     """Token character ranges `[start, end)` in text order."""
     try:
-        return list(_TOKENIZER.span_tokenize(text))
+        return list(label_studio_tokenizer().span_tokenize(text))
     except ValueError as error:
         raise TokenizeError(f"the text cannot be tokenized as Label Studio does ({error})") from None
 

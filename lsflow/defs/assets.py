@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from lsflow.core.formats import WRITERS, writer_class
-from lsflow.core.formats.base import CheckOutcome, ExportContext
+from lsflow.core.formats.base import CheckOutcome
 from lsflow.core.layout import ProjectLayout, directory_digest
 from lsflow.core.store import iter_store_tasks, read_manifest
 from lsflow.defs.partitions import project_partitions
@@ -169,7 +169,7 @@ def datasets(context: dg.AssetExecutionContext, settings: DatasetSettings):
             },
             data_version=dg.DataVersion(directory_digest(result.path)),
             check_results=[
-                _check_result(key, outcome, export)
+                _check_result(key, outcome, name)
                 for outcome in outcomes
                 if dg.AssetCheckKey(key, outcome.name) in context.selected_asset_check_keys
             ],
@@ -214,12 +214,16 @@ def _accounting_outcome(report: dict) -> CheckOutcome:
     })
 
 
-def _check_result(key: dg.AssetKey, outcome: CheckOutcome, export: ExportContext) -> dg.AssetCheckResult:
+def _check_result(key: dg.AssetKey, outcome: CheckOutcome, format_name: str) -> dg.AssetCheckResult:
     metadata = dict(outcome.metadata)
     if outcome.problems:
         metadata["problems"] = dg.MetadataValue.md("\n".join(f"- {p}" for p in outcome.problems))
+    # A check that does not block (the dataset is usable, e.g. an empty val split) warns; one that
+    # blocks is an error, and downstream assets do not run.
+    blocking = outcome.name == REGION_ACCOUNTING or any(
+        spec.blocking for spec in writer_class(format_name).checks if spec.name == outcome.name)
     return dg.AssetCheckResult(asset_key=key, check_name=outcome.name, passed=outcome.passed, metadata=metadata,
-                               severity=dg.AssetCheckSeverity.ERROR)
+                               severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN)
 
 
 def _label_table(labels: dict[str, int]) -> str:

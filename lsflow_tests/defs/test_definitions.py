@@ -97,3 +97,14 @@ def test_partitions_add_registers_the_source_projects_once(tmp_path, monkeypatch
         registered = instance.get_dynamic_partitions(PROJECTS_PARTITION_NAME)
     assert "1" in registered
     assert sorted(registered) == sorted(p.name for p in SAMPLE_PROJECTS.iterdir() if (p / "export.json").is_file())
+
+
+def test_a_failing_non_blocking_check_warns_and_a_blocking_one_errs():
+    from lsflow.core.formats.base import CheckOutcome
+    from lsflow.defs.assets import _check_result
+
+    key = dg.AssetKey("dataset_yolo")
+    layout = _check_result(key, CheckOutcome("ultralytics_layout", False, ["the val split has no images"]), "YOLO")
+    rows = _check_result(key, CheckOutcome("yolo_rows_valid", False, ["x"]), "YOLO")
+    assert layout.severity == dg.AssetCheckSeverity.WARN
+    assert rows.severity == dg.AssetCheckSeverity.ERROR
