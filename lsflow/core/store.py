@@ -80,7 +80,10 @@ def write_store(tasks: Iterable[Task], directory: Path, image_key: str | None, m
     """Write the three tables and the manifest into `directory` (which must be empty or new)."""
     directory.mkdir(parents=True, exist_ok=True)
     writers = {name: pq.ParquetWriter(directory / f"{name}.parquet", schema) for name, schema in TABLES.items()}
-    rows: dict[str, list[dict]] = {name: [] for name in TABLES}
+    # Rows are tuples in schema order, turned into columns at each flush: building a dict per row and
+    # letting pyarrow look every key up again cost more than the rest of the store.
+    rows: dict[str, list[tuple]] = {name: [] for name in TABLES}
+    task_rows, annotation_rows, region_rows = rows["tasks"], rows["annotations"], rows["regions"]
     counts = {"tasks": 0, "annotations": 0, "predictions": 0, "regions": 0}
     labels: dict[str, int] = {}
     task_hashes = hashlib.sha256()
@@ -92,31 +95,30 @@ def write_store(tasks: Iterable[Task], directory: Path, image_key: str | None, m
             if task.updated_at and (max_updated_at is None or task.updated_at > max_updated_at):
                 max_updated_at = task.updated_at
             size = known_image_size(task)
-            rows["tasks"].append({
-                "task_id": task.id, "updated_at": task.updated_at, "image_ref": image_reference(task, image_key),
-                "image_width": size.width if size else None, "image_height": size.height if size else None,
-                "content_hash": digest, "raw_json": orjson.dumps(task.raw),
-            })
+            task_rows.append((
+                task.id, task.updated_at, image_reference(task, image_key),
+                size.width if size else None, size.height if size else None, digest, orjson.dumps(task.raw),
+            ))
             counts["tasks"] += 1
             for annotation in task.annotations + task.predictions:
                 kind = "prediction" if annotation.is_prediction else "annotation"
                 counts["predictions" if annotation.is_prediction else "annotations"] += 1
                 raw = annotation.raw
-                rows["annotations"].append({
-                    "task_id": task.id, "annotation_id": annotation.id, "kind": kind,
-                    "was_cancelled": annotation.was_cancelled, "ground_truth": annotation.ground_truth,
-                    "completed_by": orjson.dumps(annotation.completed_by).decode(),
-                    "created_at": annotation.created_at, "updated_at": annotation.updated_at,
-                    "lead_time": _number(raw.get("lead_time")), "model_version": _text(raw.get("model_version")),
-                    "score": _number(raw.get("score")), "region_count": len(annotation.regions),
-                })
+                annotation_rows.append((
+                    task.id, annotation.id, kind, annotation.was_cancelled, annotation.ground_truth,
+                    orjson.dumps(annotation.completed_by).decode(), annotation.created_at, annotation.updated_at,
+                    _number(raw.get("lead_time")), _text(raw.get("model_version")), _number(raw.get("score")),
+                    len(annotation.regions),
+                ))
+                counted = kind == "annotation" and not annotation.was_cancelled
                 for region in annotation.regions:
                     counts["regions"] += 1
                     row = _region_row(task, annotation.id, kind, region, size)
-                    if row["label"] is not None and kind == "annotation" and not annotation.was_cancelled:
-                        labels[row["label"]] = labels.get(row["label"], 0) + 1
-                    rows["regions"].append(row)
-            if len(rows["tasks"]) >= BATCH_TASKS:
+                    label = row[_REGION_LABEL]
+                    if label is not None and counted:
+                        labels[label] = labels.get(label, 0) + 1
+                    region_rows.append(row)
+            if len(task_rows) >= BATCH_TASKS:
                 _flush(writers, rows)
         _flush(writers, rows)
     finally:
@@ -180,33 +182,31 @@ def upserted_tasks(previous: Path, incoming: Iterable[Task], deleted_ids: set[in
         yield updates[task_id]
 
 
-def _region_row(task: Task, annotation_id: Any, kind: str, region: Any, size: Any) -> dict:
-    row = {
-        "task_id": task.id, "annotation_id": annotation_id, "kind": kind,
-        "region_id": None if region.id is None else str(region.id), "from_name": region.from_name,
-        "to_name": region.to_name, "type": region.type, "label": (region.labels or [None])[0],
-        "labels": region.labels, "shape": None, "rotation": None, "points_px": None,
-        "xmin": None, "ymin": None, "xmax": None, "ymax": None,
-        "image_width": None, "image_height": None, "no_shape_reason": None,
-    }
+def _region_row(task: Task, annotation_id: Any, kind: str, region: Any, size: Any) -> tuple:
+    """A row of REGIONS_SCHEMA, in its column order."""
+    labels = region.labels
+    identity = (task.id, annotation_id, kind, None if region.id is None else str(region.id), region.from_name,
+                region.to_name, region.type, labels[0] if labels else None, labels)
     try:
         shape = to_shape(region, size)
     except RegionDrop as drop:
-        row["no_shape_reason"] = drop.reason
-        return row
+        return (*identity, None, None, None, None, None, None, None, None, None, drop.reason)
     box = shape.envelope if shape.points else None
-    row.update(
-        shape=shape.kind, rotation=shape.rotation, points_px=[c for p in shape.points for c in p],
-        image_width=shape.image.width, image_height=shape.image.height,
-        **({"xmin": box.xmin, "ymin": box.ymin, "xmax": box.xmax, "ymax": box.ymax} if box else {}),
-    )
-    return row
+    corners = (box.xmin, box.ymin, box.xmax, box.ymax) if box else (None, None, None, None)
+    return (*identity, shape.kind, shape.rotation, [c for p in shape.points for c in p], *corners,
+            shape.image.width, shape.image.height, None)
 
 
-def _flush(writers: dict[str, pq.ParquetWriter], rows: dict[str, list[dict]]) -> None:
+_REGION_LABEL = REGIONS_SCHEMA.names.index("label")
+
+
+def _flush(writers: dict[str, pq.ParquetWriter], rows: dict[str, list[tuple]]) -> None:
     for name, batch in rows.items():
         if batch:
-            writers[name].write_table(pa.Table.from_pylist(batch, schema=TABLES[name]))
+            schema = TABLES[name]
+            columns = zip(*batch)
+            arrays = [pa.array(column, type=field.type) for column, field in zip(columns, schema)]
+            writers[name].write_table(pa.Table.from_arrays(arrays, schema=schema))
             batch.clear()
 
 
