@@ -2,7 +2,7 @@
 
     lsflow convert EXPORT.json --format COCO,YOLO --out DIR [--config XML] [--media-root DIR]
                    [--allow-host HOST ...] [--cache-dir DIR] [--local-files-root DIR] [--option NAME=VALUE ...]
-    lsflow export PROJECT_ID FORMAT --path DIR [--media-root DIR] [--annotations POLICY] [--option NAME=VALUE ...]
+    lsflow export PROJECT_ID FORMAT --path DIR [--full] [--media-root DIR] [--annotations POLICY] [--option NAME=VALUE ...]
     lsflow partitions add [PROJECT_ID ...]
 """
 
@@ -24,6 +24,9 @@ from lsflow.core.selection import POLICIES, AnnotationPolicy
 from lsflow.sources.export_file import iter_export_tasks
 from lsflow.sources.media import MediaOutcome, MediaReport, MediaResolver, media_keys, media_references
 from lsflow.sources.media_download import DownloadLimits
+
+# `lsflow export --path DIR` keeps the project's snapshot and store here, for incremental re-exports.
+STATE_DIR = ".lsflow"
 
 _DEFAULT_LIMITS = DownloadLimits()
 
@@ -154,73 +157,79 @@ def _echo_media_report(report: MediaReport) -> None:
 @click.argument("project_id")
 @click.argument("formats", metavar="FORMAT")
 @click.option("--path", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Output folder; each format is written to PATH/<FORMAT>/.")
+              help="Output folder; each format is written to PATH/<FORMAT>/, lsflow's state to PATH/.lsflow/.")
+@click.option("--full", is_flag=True,
+              help="Export every task again, even though PATH holds an earlier export of the project.")
 @click.option("--media-root", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Local copy of Label Studio's media folder (holds upload/), read before downloading.")
 @click.option("--annotations", "policy_text", default="all", show_default=True,
               help=f"Which annotations of a task to export: {', '.join(POLICIES)}.")
 @click.option("--option", "option_pairs", multiple=True, metavar="NAME=VALUE",
               help="A writer option, as for `lsflow convert`. Repeatable.")
-def export(project_id: str, formats: str, out_dir: Path, media_root: Path | None, policy_text: str,
+def export(project_id: str, formats: str, out_dir: Path, full: bool, media_root: Path | None, policy_text: str,
            option_pairs: tuple[str, ...]) -> None:
     """Export project PROJECT_ID of a running Label Studio into FORMAT (comma-separated names).
 
-    `label-studio export PROJECT FORMAT --path DIR`, but over the API from any machine: a snapshot is
-    taken and downloaded, then converted in one pass. The server and token come from LABEL_STUDIO_URL
-    and LABEL_STUDIO_API_KEY (a personal access token or a legacy token); `DEBUG=1 LOG_LEVEL=DEBUG`
-    shows each step.
+    `label-studio export PROJECT FORMAT --path DIR`, but over the API from any machine. The first run
+    takes a full snapshot; later runs into the same PATH fetch only the tasks changed since (and
+    remove deleted ones), then rebuild every format from the local store — the same files a full
+    export gives, with unchanged files left untouched. The server and token come from
+    LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (a personal access token or a legacy token);
+    `DEBUG=1 LOG_LEVEL=DEBUG` shows each step.
     """
-    import logging
     import os
     import shutil
-    import tempfile
 
     from tqdm import tqdm
 
-    from lsflow.sources.export_file import count_tasks
+    from lsflow.core.layout import ProjectLayout
+    from lsflow.core.store import iter_store_tasks
     from lsflow.sources.label_studio import LabelStudioError, LabelStudioSource
+    from lsflow.sources.project_sync import build_datasets, snapshot_label_config, take_project_snapshot, update_store
 
     _log_from_environment()
     url = os.environ.get("LABEL_STUDIO_URL", "")
+    layout = ProjectLayout(out_dir / STATE_DIR, project_id, datasets_root=out_dir)
+    first_export = not layout.project_dir.exists()
     try:
         names = parse_formats(formats)
         options = _writer_options(option_pairs, names)
         policy = AnnotationPolicy.parse(policy_text)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        # The snapshot is downloaded next to the output (same disk) and removed once converted.
-        staging = Path(tempfile.mkdtemp(prefix=".lsflow-snapshot-", dir=out_dir))
-        try:
-            with tqdm(desc=f"snapshot of project {project_id}", unit="B", unit_scale=True, disable=None) as bar:
-                def downloaded(done: int, total: int | None) -> None:
-                    bar.total = total
-                    bar.update(done - bar.n)
+        with tqdm(desc=f"snapshot of project {project_id}", unit="B", unit_scale=True, disable=None) as bar:
+            def downloaded(done: int, total: int | None) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
 
-                source = LabelStudioSource(url, os.environ.get("LABEL_STUDIO_API_KEY", ""), progress=downloaded)
-                snapshot = source.take_snapshot(project_id, staging)
-            task_count = count_tasks(snapshot.export_path)
-            logging.getLogger(__name__).info("snapshot %s: %d tasks", snapshot.snapshot_id, task_count)
-            config = LabelConfig.parse(snapshot.label_config) if snapshot.label_config else None
-            for name in names:
-                if reason := writer_class(name).not_applicable(config):
-                    warnings.warn(f"{reason}: written as asked, with every region reported as dropped")
-            media = MediaResolver.from_environment(media_root=media_root, label_studio_url=url)
-            with media:
-                if any(writer_class(name).reads_media for name in names):
-                    _prefetch(media, media_references(iter_export_tasks(snapshot.export_path), media_keys(config)))
-                context = replace(export_context(config, lambda: iter_export_tasks(snapshot.export_path),
-                                                 project_id, media=media), options=options)
-                tasks = tqdm(iter_export_tasks(snapshot.export_path), desc="tasks", unit=" tasks", total=task_count,
-                             disable=None)
-                results = export_datasets(tasks, names, out_dir, context, policy)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            source = LabelStudioSource(url, os.environ.get("LABEL_STUDIO_API_KEY", ""), progress=downloaded)
+            record = take_project_snapshot(source, layout, full=full)
+        summary, changes, _ = update_store(layout)
+        config = snapshot_label_config(layout)
+        for name in names:
+            if reason := writer_class(name).not_applicable(config):
+                warnings.warn(f"{reason}: written as asked, with every region reported as dropped")
+        media = MediaResolver.from_environment(media_root=media_root, label_studio_url=url)
+        with media:
+            if any(writer_class(name).reads_media for name in names):
+                _prefetch(media, media_references(iter_store_tasks(layout.store_dir), media_keys(config)))
+            results, _ = build_datasets(
+                layout, names, policy, media, options,
+                progress=lambda tasks: tqdm(tasks, desc="tasks", unit=" tasks", total=summary.tasks, disable=None))
     except (LabelStudioError, ExportFormatError, UnknownFormatError, LabelConfigError, ValueError) as error:
+        if first_export:  # nothing of a failed first export stays behind
+            shutil.rmtree(layout.project_dir, ignore_errors=True)
+            if layout.root.is_dir() and not any(layout.root.iterdir()):
+                layout.root.rmdir()
         raise click.ClickException(str(error)) from None
-    click.echo(f"project {project_id}: snapshot {snapshot.snapshot_id}, {task_count} tasks, md5 {snapshot.md5}")
+    click.echo(f"project {project_id}: snapshot {record.snapshot_id} ({record.mode}), {record.task_count} tasks, "
+               f"md5 {record.md5}")
+    click.echo(f"store: {summary.tasks} tasks — {changes.new} new, {changes.changed} changed, "
+               f"{changes.deleted} deleted")
     for name, result in results.items():
         report = result.report
         click.echo(f"{name}: {result.path}  tasks={report['tasks']} regions written={report['regions_written']} "
-                   f"clipped={report['regions_clipped']} dropped={report['regions_dropped']}")
+                   f"clipped={report['regions_clipped']} dropped={report['regions_dropped']}  "
+                   f"files: {result.files.files_written} written, {result.files.files_kept} unchanged, "
+                   f"{result.files.files_removed} removed")
         for reason, count in report["dropped_by_reason"].items():
             click.echo(f"    dropped {count}: {reason}")
     _echo_media_report(media.report())

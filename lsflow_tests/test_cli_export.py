@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from pycocotools.coco import COCO
 
+from lsflow_tests.paths import IMAGE_CONFIG, SAMPLE_MEDIA
+
 LSFLOW = Path(sys.executable).parent / "lsflow"
 
 
@@ -37,7 +39,9 @@ def test_export_writes_a_coco_that_pycocotools_loads(label_studio, image_project
     for region, (task, label, box) in image_project.boxes.items():
         assert by_region[region]["image_id"] == task and names[by_region[region]["category_id"]] == label
         assert by_region[region]["bbox"] == pytest.approx(box, abs=1e-6)
-    assert sorted(p.name for p in out.iterdir()) == ["COCO"]  # the downloaded snapshot is cleaned up
+    # Beside the dataset only lsflow's state for the next (incremental) export: snapshot and store.
+    assert sorted(p.name for p in out.iterdir()) == [".lsflow", "COCO"]
+    assert sorted(p.name for p in (out / ".lsflow" / f"project-{image_project.id}").iterdir()) == ["snapshot", "store"]
 
 
 def test_several_formats_with_a_personal_token_and_debug_logs_without_the_token(label_studio, text_project,
@@ -73,3 +77,30 @@ def test_without_the_environment_it_names_the_variables(tmp_path):
     run = subprocess.run([str(LSFLOW), "export", "1", "COCO", "--path", str(tmp_path)], env=environment,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 1 and "set LABEL_STUDIO_URL" in run.stderr
+
+
+def test_a_second_export_into_the_same_path_is_incremental(label_studio, tmp_path):
+    project = label_studio.create_project("cli incremental", IMAGE_CONFIG.read_text())
+    image = label_studio.upload(project, SAMPLE_MEDIA / "upload" / "1" / "8c1d2e3f-person.png")
+    tasks = label_studio.import_tasks(project, [{"image": image}, {"image": image}])
+    box = {"id": "p1", "type": "rectanglelabels", "from_name": "label", "to_name": "image", "original_width": 320,
+           "original_height": 240, "value": {"x": 10, "y": 10, "width": 20, "height": 30, "rotation": 0,
+                                             "rectanglelabels": ["Person"]}}
+    label_studio.annotate(tasks[0], [box])
+    out = tmp_path / "out"
+    first = lsflow_export(label_studio, str(project), "YOLO,COCO", "--path", str(out))
+    assert first.returncode == 0, first.stderr
+    assert "(full)" in first.stdout
+
+    label_studio.annotate(tasks[1], [{**box, "id": "p2"}])
+    second = lsflow_export(label_studio, str(project), "YOLO,COCO", "--path", str(out))
+    assert second.returncode == 0, second.stderr
+    assert "(incremental)" in second.stdout and "1 changed" in second.stdout
+
+    again_full = lsflow_export(label_studio, str(project), "YOLO,COCO", "--path", str(tmp_path / "full"), "--full")
+    assert again_full.returncode == 0, again_full.stderr
+    for name in ("YOLO", "COCO"):
+        incremental = {p.relative_to(out): p.read_bytes() for p in (out / name).rglob("*") if p.is_file()}
+        full = {p.relative_to(tmp_path / "full"): p.read_bytes() for p in (tmp_path / "full" / name).rglob("*")
+                if p.is_file()}
+        assert incremental == full

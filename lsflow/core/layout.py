@@ -11,6 +11,8 @@ from pathlib import Path
 class ProjectLayout:
     root: Path
     project_id: str
+    # Where the format folders go, if not beside the snapshot and store (`lsflow export --path`).
+    datasets_root: Path | None = None
 
     @property
     def project_dir(self) -> Path:
@@ -26,7 +28,7 @@ class ProjectLayout:
 
     @property
     def datasets_dir(self) -> Path:
-        return self.project_dir / "datasets"
+        return self.datasets_root or self.project_dir / "datasets"
 
     def staging_dir(self, name: str) -> Path:
         """A private folder beside the published one, on the same filesystem so the move is atomic."""
