@@ -78,23 +78,36 @@ def child_converter(export: Path, config: Path, out: Path, format_name: str) -> 
     return time.perf_counter() - started
 
 
+def file_creation_seconds(directory: Path, count: int) -> float:
+    """Wall time to create `count` small files here: this machine's floor for one per-task format."""
+    directory.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    for number in range(count):
+        with open(directory / f"{number}.txt", "wb") as file:
+            file.write(b"0 0.5 0.5 0.25 0.25\n")
+    seconds = time.perf_counter() - started
+    shutil.rmtree(directory)
+    return seconds
+
+
 def best(runs: list[Run], field: str) -> tuple[float, float]:
     values = [getattr(run, field) for run in runs]
     return min(values), max(values) - min(values)
 
 
-def measure(tasks: int, formats: list[str], repeat: int) -> None:
+def measure(tasks: int, formats: list[str], repeat: int, runs_dir: Path) -> None:
     export, config = OUT / f"export-{tasks}.json", OUT / "label_config.xml"
     if not export.is_file() or not config.is_file():
         from generate_export import generate
 
         generate(tasks, OUT)
     size_mb = export.stat().st_size / 1e6
-    runs_dir = OUT / "runs"
     lsflow_runs: list[Run] = []
     converter_runs: dict[str, list[Run]] = {name: [] for name in formats}
+    floors = []
     for _ in range(repeat):
         shutil.rmtree(runs_dir, ignore_errors=True)
+        floors.append(file_creation_seconds(runs_dir / "floor", tasks))
         lsflow_runs.append(run_child("lsflow", str(export), str(config), str(runs_dir / "lsflow"), ",".join(formats)))
         for name in formats:
             converter_runs[name].append(
@@ -116,6 +129,8 @@ def measure(tasks: int, formats: list[str], repeat: int) -> None:
           + f"{converter_rss:>9.0f}  (max)")
     ours = {field: best(lsflow_runs, field) for field in ("wall", "process", "cpu", "peak_rss_mb")}
     print(row.format("lsflow, one pass", *(v for pair in ours.values() for v in pair)))
+    print(f"creating {tasks} small files here took {min(floors):.2f} s (± {max(floors) - min(floors):.2f}); "
+          "YOLO and VOC each write that many, in both tools")
     print(f"lsflow / converter: wall 1/{total['wall'] / ours['wall'][0]:.1f}, "
           f"process 1/{total['process'] / ours['process'][0]:.1f}, CPU 1/{total['cpu'] / ours['cpu'][0]:.1f}; "
           f"peak RSS {ours['peak_rss_mb'][0]:.0f} MB vs {converter_rss:.0f} MB")
@@ -132,10 +147,12 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, nargs="+", default=[20000, 100000])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--formats", default=DEFAULT_FORMATS)
+    parser.add_argument("--runs-dir", type=Path, default=OUT / "runs",
+                        help="where both tools write their datasets (emptied before each run)")
     args = parser.parse_args()
     formats = [name.strip().upper() for name in args.formats.split(",") if name.strip()]
     for tasks in args.tasks:
-        measure(tasks, formats, args.repeat)
+        measure(tasks, formats, args.repeat, args.runs_dir / "compare_converter")
 
 
 if __name__ == "__main__":
