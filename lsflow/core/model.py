@@ -104,7 +104,9 @@ class Task:
             id=task_id,
             data=data,
             annotations=tuple([_annotation(a, task_id, False) for a in annotations]),
-            predictions=tuple([_annotation(p, task_id, True) for p in predictions]),
+            # A snapshot taken without full predictions lists them as bare ids: nothing to read, and
+            # the raw task (JSON formats) keeps them as they were.
+            predictions=tuple([_annotation(p, task_id, True) for p in predictions if not isinstance(p, int)]),
             updated_at=raw.get("updated_at"),
             raw=raw,
         )

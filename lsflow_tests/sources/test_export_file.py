@@ -106,3 +106,11 @@ def test_invalid_json_after_many_tasks_names_the_last_good_task(tmp_path, monkey
     path.write_bytes(b"[" + b"".join(b'{"id": %d, "data": {}}, ' % i for i in range(1, 31)) + tail)
     with pytest.raises(ExportFormatError, match=message):
         list(iter_export_tasks(path))
+
+
+def test_predictions_as_bare_ids_are_kept_raw_and_not_read(tmp_path):
+    # Label Studio's default snapshot options list predictions by id only.
+    path = tmp_path / "export.json"
+    path.write_bytes(b'[{"id": 4, "data": {}, "annotations": [], "predictions": [17, 18]}]')
+    (task,) = iter_export_tasks(path)
+    assert task.predictions == () and task.raw["predictions"] == [17, 18]
