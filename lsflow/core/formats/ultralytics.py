@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
@@ -27,6 +27,8 @@ from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, Tas
 from lsflow.core.formats.vision import IMAGES_READABLE, VisionWriter, check_images_readable, read_files_mapping
 from lsflow.core.geometry import Envelope, Point
 from lsflow.core.label_config import ClassList
+from lsflow.core.model import Annotation
+from lsflow.core.shapes import Shape
 
 DATA_YAML = "data.yaml"
 # Share of tasks per split; cumulative bounds on a task id's hash in [0, 1).
@@ -89,6 +91,18 @@ class UltralyticsWriter(VisionWriter):
     @abstractmethod
     def rows(self, item: TaskItem) -> list[str]:
         """The task's label rows (each ending in a newline); every region written or dropped."""
+
+    def labelled_shapes(self, item: TaskItem, kinds: set[str], elsewhere: dict[str, str],
+                        ) -> Iterator[tuple[Annotation, Shape, int, str]]:
+        """Shapes of `kinds` with their class id and name. Other kinds are dropped as belonging to
+        `elsewhere[kind]`, shapes without a known class with the reason."""
+        for annotation, shape in self.shapes(item):
+            if shape.kind not in kinds:
+                self.belongs_elsewhere(item, annotation, shape, elsewhere[shape.kind])
+                continue
+            found = self.class_id(item, annotation, shape.region)
+            if found is not None:
+                yield annotation, shape, found[0], found[1]
 
     def write(self, item: TaskItem) -> None:
         split = split_of(item.task.id)

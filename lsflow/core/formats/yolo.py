@@ -23,20 +23,14 @@ class YoloWriter(UltralyticsWriter):
 
     def rows(self, item: TaskItem) -> list[str]:
         rows = []
-        for annotation, shape in self.shapes(item):
-            if shape.kind in ("keypoint", "mask"):
-                self.belongs_elsewhere(item, annotation, shape, ELSEWHERE[shape.kind])
-                continue
-            found = self.class_id(item, annotation, shape.region)
-            if found is None:
-                continue
+        for annotation, shape, class_id, label in self.labelled_shapes(item, {"box", "polygon"}, ELSEWHERE):
             width, height = shape.image.width, shape.image.height
             box = clip_envelope(shape.envelope, width, height)
             if box is None:
                 self.drop(item, annotation, shape.region, "no area inside the image")
                 continue
-            rows.append(box_columns(found[0], box, width, height) + "\n")
-            self.report.wrote(found[1], clipped=box != shape.envelope)
+            rows.append(box_columns(class_id, box, width, height) + "\n")
+            self.report.wrote(label, clipped=box != shape.envelope)
         return rows
 
     @classmethod

@@ -24,20 +24,14 @@ class YoloObbWriter(UltralyticsWriter):
 
     def rows(self, item: TaskItem) -> list[str]:
         rows = []
-        for annotation, shape in self.shapes(item):
-            if shape.kind != "box":
-                self.belongs_elsewhere(item, annotation, shape, _ELSEWHERE[shape.kind])
-                continue
-            found = self.class_id(item, annotation, shape.region)
-            if found is None:
-                continue
+        for annotation, shape, class_id, label in self.labelled_shapes(item, {"box"}, _ELSEWHERE):
             width, height = shape.image.width, shape.image.height
             if clip_envelope(shape.envelope, width, height) is None:
                 self.drop(item, annotation, shape.region, "no area inside the image")
                 continue
             corners = [(min(max(x, 0.0), width), min(max(y, 0.0), height)) for x, y in shape.points]
-            rows.append(f"{found[0]} {normalized(corners, width, height)}\n")
-            self.report.wrote(found[1], clipped=corners != list(shape.points))
+            rows.append(f"{class_id} {normalized(corners, width, height)}\n")
+            self.report.wrote(label, clipped=corners != list(shape.points))
         return rows
 
     @classmethod

@@ -24,21 +24,15 @@ class YoloSegWriter(UltralyticsWriter):
 
     def rows(self, item: TaskItem) -> list[str]:
         rows = []
-        for annotation, shape in self.shapes(item):
-            if shape.kind in ("keypoint", "mask"):
-                self.belongs_elsewhere(item, annotation, shape, ELSEWHERE[shape.kind])
-                continue
-            found = self.class_id(item, annotation, shape.region)
-            if found is None:
-                continue
+        for annotation, shape, class_id, label in self.labelled_shapes(item, {"box", "polygon"}, ELSEWHERE):
             width, height = shape.image.width, shape.image.height
             inside = is_inside(shape.points, width, height)
             outline = list(shape.points) if inside else clip_polygon(shape.points, width, height)
             if len(outline) < MIN_VERTICES or polygon_area(outline) <= 0:
                 self.drop(item, annotation, shape.region, "no area inside the image")
                 continue
-            rows.append(f"{found[0]} {normalized(outline, width, height)}\n")
-            self.report.wrote(found[1], clipped=not inside)
+            rows.append(f"{class_id} {normalized(outline, width, height)}\n")
+            self.report.wrote(label, clipped=not inside)
         return rows
 
     @classmethod
