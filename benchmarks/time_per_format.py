@@ -60,6 +60,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=20000)
     parser.add_argument("--formats", default="JSON_MIN,CSV,COCO,YOLO,VOC")
+    parser.add_argument("--runs-dir", type=Path, default=OUT / "runs",
+                        help="where the datasets are written (e.g. /dev/shm, to leave the disk out)")
     args = parser.parse_args()
     formats = [name.strip().upper() for name in args.formats.split(",")]
     export_file, config = OUT / f"export-{args.tasks}.json", OUT / "label_config.xml"
@@ -71,13 +73,13 @@ def main() -> None:
     spent = {"read + parse + model": 0.0, **{name: 0.0 for name in formats}}
     for name in formats:
         WRITERS[name] = timed_writer(WRITERS[name], spent)
-    out = OUT / "runs" / "time_per_format"
+    out = args.runs_dir / "time_per_format"
     shutil.rmtree(out, ignore_errors=True)
     context = export_context(LabelConfig.from_file(config), lambda: iter_export_tasks(export_file))
     started_cpu, started_wall = time.process_time(), time.perf_counter()
     export_datasets(timed_tasks(iter_export_tasks(export_file), spent), formats, out, context)
     total_cpu, total_wall = time.process_time() - started_cpu, time.perf_counter() - started_wall
-    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(out)
     spent["pipeline (the rest)"] = total_cpu - sum(spent.values())
     print(f"{args.tasks} tasks, {', '.join(formats)}: {total_cpu:.2f} s CPU, {total_wall:.2f} s wall "
           f"({export.__name__} from {Path(export.__file__).parent.parent.parent})")
