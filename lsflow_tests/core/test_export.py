@@ -140,3 +140,21 @@ def test_a_failure_midway_leaves_the_previous_datasets_untouched(tmp_path):
     after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     assert after == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["COCO", "YOLO"]
+
+
+def test_file_names_stay_unique_per_stem_over_many_tasks():
+    """Two tasks never share a file stem (YOLO and VOC name label files by it): the first keeps the
+    media basename, later ones get `__task<id>`; the expectation is a plain set of every stem."""
+    from pathlib import PurePosixPath
+
+    from lsflow.core.export import TaskFileNames
+
+    refs = [f"/data/upload/1/frame_{i % 7000:05d}.{'png' if i % 3 else 'jpg'}" for i in range(20000)]
+    refs += ["/data/local-files/?d=dir/frame_00001.jpg", "s3://bucket/a/frame_00002.jpg", None, ""]
+    names, seen = TaskFileNames(), set()
+    for task_id, ref in enumerate(refs, 1):
+        expected = PurePosixPath(PurePosixPath(ref.split("d=")[-1]).name if ref else f"task-{task_id}")
+        if expected.stem in seen:
+            expected = expected.with_stem(f"{expected.stem}__task{task_id}")
+        seen.add(expected.stem)
+        assert names.name_for(task_id, ref) == expected.name
