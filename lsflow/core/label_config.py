@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 import xml.etree.ElementTree as ElementTree
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # Control tags whose regions become shapes in vision formats.
@@ -65,17 +65,18 @@ class ClassList:
     """Class names with their ids; the one source of class numbering for every format."""
 
     names_by_id: tuple[tuple[int, str], ...]
+    # name → id, built once: every format looks a class up per region.
+    ids: dict[str, int] = field(init=False, repr=False, compare=False)
 
-    @property
-    def ids(self) -> dict[str, int]:
-        return {name: class_id for class_id, name in self.names_by_id}
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ids", {name: class_id for class_id, name in self.names_by_id})
 
     @property
     def names(self) -> list[str]:
         return [name for _, name in self.names_by_id]
 
     def __contains__(self, name: object) -> bool:
-        return any(name == known for _, known in self.names_by_id)
+        return name in self.ids
 
     def __len__(self) -> int:
         return len(self.names_by_id)
