@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlparse
 import orjson
 
 from lsflow.core.formats import writer_class
-from lsflow.core.formats.base import DatasetWriter, ExportContext, TaskItem
+from lsflow.core.formats.base import DatasetWriter, ExportContext, TaskItem, file_stem
 from lsflow.core.label_config import LabelConfig, classes_from_labels
 from lsflow.core.media_files import MediaLookup, image_size
 from lsflow.core.model import Task
@@ -51,10 +51,10 @@ class TaskFileNames:
 
     def name_for(self, task_id: int, image_ref: str | None) -> str:
         name = _basename(image_ref) or f"task-{task_id}"  # one path component
-        stem = _stem(name)
+        stem = file_stem(name)
         if not self._stems.add(stem):
             name = PurePosixPath(name).with_stem(f"{stem}__task{task_id}").name
-            self._stems.add(_stem(name))
+            self._stems.add(file_stem(name))
         return name
 
 
@@ -94,12 +94,6 @@ class _StemDigests:
                 while slots[index]:
                     index = (index + 1) & mask
                 slots[index] = digest
-
-
-def _stem(name: str) -> str:
-    """`PurePosixPath(name).stem` for a single path component, without building a path."""
-    dot = name.rfind(".")
-    return name[:dot] if 0 < dot < len(name) - 1 else name
 
 
 def _basename(image_ref: str | None) -> str:

@@ -40,9 +40,8 @@ class Region:
     original_height: int | None
     parent_id: str | None
     raw: dict[str, Any]
-    # Memos filled on first use: every format asks for the same labels and pixel shape.
+    # Filled on first use: every format asks for the same labels.
     _labels: list[str] | None = field(default=None, init=False, repr=False, compare=False)
-    shape_memo: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def labels(self) -> list[str]:

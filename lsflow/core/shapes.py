@@ -67,26 +67,7 @@ def region_image_size(region: Region, fallback: ImageSize | None) -> ImageSize:
 
 
 def to_shape(region: Region, fallback_size: ImageSize | None = None) -> Shape:
-    """The region in pixels, or RegionDrop saying why it has no image shape.
-
-    Every format of a pass asks for the same region with the same fallback size, so the answer (the
-    shape's fields after `region`, or the drop reason) is kept on the region and computed once. The
-    shape itself is not kept: it refers to the region, and the cycle would outlive the task.
-    """
-    memo = region.shape_memo
-    if memo is None or (memo[0] is not fallback_size and memo[0] != fallback_size):
-        try:
-            kind, _, *rest = _shape(region, fallback_size)
-            memo = (fallback_size, kind, *rest)
-        except RegionDrop as drop:
-            memo = (fallback_size, drop.reason)
-        region.shape_memo = memo
-    if len(memo) == 2:
-        raise RegionDrop(memo[1])
-    return Shape(memo[1], region, *memo[2:])
-
-
-def _shape(region: Region, fallback_size: ImageSize | None) -> Shape:
+    """The region in pixels, or RegionDrop saying why it has no image shape."""
     kind = region.type
     if not is_image_region(region):
         raise RegionDrop(f"'{kind or 'untyped'}' region has no image geometry")

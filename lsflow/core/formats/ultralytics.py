@@ -17,13 +17,13 @@ from __future__ import annotations
 import hashlib
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, ClassVar
 
 import orjson
 import yaml
 
-from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, TaskItem
+from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, TaskItem, file_stem, write_file
 from lsflow.core.formats.vision import IMAGES_READABLE, VisionWriter, check_images_readable, read_files_mapping
 from lsflow.core.geometry import Envelope, Point
 from lsflow.core.label_config import ClassList
@@ -112,8 +112,8 @@ class UltralyticsWriter(VisionWriter):
             if copied is None:
                 return
             image_file = copied.relative_to(self.out_dir).as_posix()
-        label_file = f"labels/{split}/{PurePosixPath(item.file_name).stem}.txt"
-        (self.out_dir / label_file).write_text("".join(self.rows(item)), encoding="utf-8")
+        label_file = f"labels/{split}/{file_stem(item.file_name)}.txt"
+        write_file(f"{self.out_dir}/{label_file}", "".join(self.rows(item)).encode())
         self.record_files(item, image_file, [label_file])
 
     def close(self) -> None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 import xml.etree.ElementTree as ElementTree
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
-from lsflow.core.formats.base import CheckOutcome, CheckSpec, TaskItem
+from lsflow.core.formats.base import CheckOutcome, CheckSpec, TaskItem, file_stem, write_file
 from lsflow.core.formats.vision import IMAGE_SIZE_UNKNOWN, VisionWriter
 from lsflow.core.geometry import clip_envelope
 
@@ -51,29 +52,26 @@ class VocWriter(VisionWriter):
         if item.image_size is None:  # no regions could be placed either: each was dropped for the missing size
             self.report.images_skipped[IMAGE_SIZE_UNKNOWN] += 1
             return
-        root = ElementTree.Element("annotation")
-        _child(root, "folder", "images")
-        _child(root, "filename", item.file_name)
-        source = _child(root, "source")
-        _child(source, "database", f"Label Studio project {self.context.project_id or ''}".strip())
-        _child(source, "task_id", str(item.task.id))
-        size = _child(root, "size")
-        _child(size, "width", str(item.image_size.width))
-        _child(size, "height", str(item.image_size.height))
-        _child(size, "depth", "3")
-        _child(root, "segmented", "0")
+        parts = [
+            "<?xml version='1.0' encoding='utf-8'?>\n<annotation>\n  <folder>images</folder>\n",
+            _text_element("  ", "filename", item.file_name),
+            "  <source>\n",
+            _text_element("    ", "database", f"Label Studio project {self.context.project_id or ''}".strip()),
+            _text_element("    ", "task_id", str(item.task.id)),
+            "  </source>\n",
+            f"  <size>\n    <width>{item.image_size.width}</width>\n    <height>{item.image_size.height}</height>\n"
+            "    <depth>3</depth>\n  </size>\n  <segmented>0</segmented>\n",
+        ]
         for name, clipped, (xmin, ymin, xmax, ymax) in objects:
-            node = _child(root, "object")
-            _child(node, "name", name)
-            _child(node, "pose", "Unspecified")
-            _child(node, "truncated", "1" if clipped else "0")
-            _child(node, "difficult", "0")
-            bndbox = _child(node, "bndbox")
-            for tag, value in (("xmin", xmin), ("ymin", ymin), ("xmax", xmax), ("ymax", ymax)):
-                _child(bndbox, tag, str(value))
-        ElementTree.indent(root)
-        label_file = f"Annotations/{PurePosixPath(item.file_name).stem}.xml"
-        ElementTree.ElementTree(root).write(self.out_dir / label_file, encoding="utf-8", xml_declaration=True)
+            parts.append(
+                f"  <object>\n{_text_element('    ', 'name', name)}    <pose>Unspecified</pose>\n"
+                f"    <truncated>{1 if clipped else 0}</truncated>\n    <difficult>0</difficult>\n"
+                f"    <bndbox>\n      <xmin>{xmin}</xmin>\n      <ymin>{ymin}</ymin>\n      <xmax>{xmax}</xmax>\n"
+                f"      <ymax>{ymax}</ymax>\n    </bndbox>\n  </object>\n"
+            )
+        parts.append("</annotation>")
+        label_file = f"Annotations/{file_stem(item.file_name)}.xml"
+        write_file(self.out_dir / label_file, "".join(parts).encode())
         self.record_files(item, f"images/{item.file_name}", [label_file])
 
     @classmethod
@@ -97,8 +95,6 @@ class VocWriter(VisionWriter):
         return [CheckOutcome("voc_parses", not problems, problems[:20], {"files": files, "objects": objects})]
 
 
-def _child(parent: ElementTree.Element, tag: str, text: str | None = None) -> ElementTree.Element:
-    node = ElementTree.SubElement(parent, tag)
-    if text is not None:
-        node.text = text
-    return node
+def _text_element(indent: str, tag: str, text: str) -> str:
+    """One line of a VOC file, escaped as ElementTree writes it (an empty text makes an empty element)."""
+    return f"{indent}<{tag}>{escape(text)}</{tag}>\n" if text else f"{indent}<{tag} />\n"
