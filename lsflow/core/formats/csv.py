@@ -26,6 +26,7 @@ import orjson
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, TaskItem
 from lsflow.core.formats.json_min import AnnotationRecord, RecordWriter, annotator, cell_value
+from lsflow.core.json_text import compact_json
 
 HEADER_OPTION = "csv_header"
 SEPARATOR_OPTION = "csv_multi_value_separator"
@@ -33,10 +34,6 @@ COLUMNS_FILE = "columns.txt"  # the column names, one a line, written when the h
 ANNOTATION_COLUMNS = ("annotator", "annotation_id", "created_at", "updated_at", "lead_time")
 _FRAGMENT = ".rows.jsonl"
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
-
-
-def _compact_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _chat_transcript(messages: Any) -> str:
@@ -78,7 +75,7 @@ class CsvWriter(RecordWriter):
                 outputs[name] = self._cell(results)
                 if any(tag_type in ("Chat", "chatmessage") for tag_type, _ in results):
                     outputs[f"{name}_transcript"] = _chat_transcript(cell_value(results))
-            inputs = {key: _compact_json(v) if isinstance(v, (dict, list)) else v for key, v in record.data.items()}
+            inputs = {key: compact_json(v) if isinstance(v, (dict, list)) else v for key, v in record.data.items()}
             tail = self._annotation_columns(record)
             self._input_keys.update(inputs)
             self._output_keys.update(key for key in outputs if key in record.outputs)
@@ -93,7 +90,7 @@ class CsvWriter(RecordWriter):
             values = [str(v) for tag_type, value in results for v in value.get(key[tag_type]) or ()]
             return self.separator.join(values)
         value = cell_value(results)
-        return value if isinstance(value, str) else _compact_json(value)
+        return value if isinstance(value, str) else compact_json(value)
 
     @staticmethod
     def _annotation_columns(record: AnnotationRecord) -> dict[str, Any]:
@@ -108,7 +105,7 @@ class CsvWriter(RecordWriter):
             columns["agreement"] = record.agreement[0]
         history = record.field("history")
         if history:
-            columns["history"] = _compact_json(history)
+            columns["history"] = compact_json(history)
         return columns
 
     def close(self) -> None:
@@ -117,18 +114,24 @@ class CsvWriter(RecordWriter):
         # A data key that is also a control tag's name keeps the tag's column; the data moves aside.
         renamed = {key: f"_data_{key}" for key in self._input_keys & self._output_keys}
         columns = sorted(self._other_columns | {renamed.get(key, key) for key in self._input_keys})
+        position = {column: index for index, column in enumerate(columns)}
+        id_position = position.get("id")
         with open(self.out_dir / f"result.{self.extension}", "w", encoding="utf-8", newline="") as table, \
                 open(fragment, "rb") as rows:
-            writer = csv.DictWriter(table, fieldnames=columns, quoting=csv.QUOTE_NONNUMERIC,
-                                    delimiter=self.delimiter, lineterminator="\r\n")
+            writer = csv.writer(table, quoting=csv.QUOTE_NONNUMERIC, delimiter=self.delimiter, lineterminator="\r\n")
             if self.header:
-                writer.writeheader()
+                writer.writerow(columns)
             for line in rows:
                 task_id, outputs, inputs, tail = orjson.loads(line)
-                row: dict[str, Any] = {} if task_id is None else {"id": task_id}
-                row.update(outputs)
-                row.update((renamed.get(key, key), value) for key, value in inputs.items())
-                row.update(tail)
+                row: list[Any] = [""] * len(columns)  # what csv.DictWriter writes for a missing key
+                if task_id is not None:
+                    row[id_position] = task_id
+                for key, value in outputs.items():
+                    row[position[key]] = value
+                for key, value in inputs.items():
+                    row[position[renamed.get(key, key)]] = value
+                for key, value in tail.items():
+                    row[position[key]] = value
                 writer.writerow(row)
         fragment.unlink()
         if not self.header:

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
 import ijson
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, DatasetWriter, ExportContext, TaskItem
+from lsflow.core.json_text import indented_json
 from lsflow.core.model import Annotation
 
 RESULT_FILE = "result.json"
@@ -116,31 +115,50 @@ class RecordWriter(DatasetWriter):
         super().__init__(*args)
         self.control_tags = ControlTags(self.context)
 
-    def records(self, item: TaskItem) -> Iterator[AnnotationRecord]:
-        agreement = (item.task.raw["agreement"],) if "agreement" in item.task.raw else None
-        if not item.task.annotations:
-            yield AnnotationRecord(item.task.id, item.task.data, {}, None, None)
-            return
+    def records(self, item: TaskItem) -> list[AnnotationRecord]:
+        """The task's records; its results without a column are dropped with the reason. Every
+        record writer of a pass gets the same records, derived once."""
+        derived = item.memo.get("records")
+        if derived is None:
+            derived = item.memo["records"] = self._derive_records(item)
+        records, drops, labels = derived
+        for annotation, region, reason in drops:
+            self.drop(item, annotation, region, reason)
+        for label in labels:
+            self.report.wrote(label)
+        return records
+
+    def _derive_records(self, item: TaskItem) -> tuple[list[AnnotationRecord], list[tuple], list[str | None]]:
+        task = item.task
+        if not task.annotations:
+            return [AnnotationRecord(task.id, task.data, {}, None, None)], [], []
+        agreement = (task.raw["agreement"],) if "agreement" in task.raw else None
+        records, drops, labels = [], [], []
+        tag_type_of = self.control_tags.tag_type
         # Newest first, as Label Studio orders them (a stable sort: ties keep their order).
         for annotation in sorted(item.annotations, key=lambda a: a.created_at or "", reverse=True):
-            outputs: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+            outputs: dict[str, list[tuple[str, dict[str, Any]]]] = {}
             for region in annotation.regions:
-                result_type = str(region.raw.get("type") or "")
                 if not region.from_name:
                     reason = "relations have no column" if region.type == "relation" else "result has no from_name"
-                    self.drop(item, annotation, region, reason)
+                    drops.append((annotation, region, reason))
                     continue
-                tag_type = self.control_tags.tag_type(region.from_name, result_type)
+                raw = region.raw
+                tag_type = tag_type_of(region.from_name, str(raw.get("type") or ""))
                 if tag_type is None:
-                    reason = f"'{region.from_name}' is not a control tag of the label config"
-                    self.drop(item, annotation, region, reason)
+                    drops.append((annotation, region, f"'{region.from_name}' is not a control tag of the label config"))
                     continue
-                value = {key: v for key, v in region.value.items() if key != "type"}
+                value = dict(region.value)
+                value.pop("type", None)
                 if tag_type != "chatmessage":  # Label Studio adds the image size to all but chat messages
-                    value.update({k: region.raw[k] for k in ("original_width", "original_height") if k in region.raw})
-                outputs[region.from_name].append((tag_type, value))
-                self.report.wrote((region.labels or [None])[0])
-            yield AnnotationRecord(item.task.id, item.task.data, dict(outputs), annotation, agreement)
+                    if "original_width" in raw:
+                        value["original_width"] = raw["original_width"]
+                    if "original_height" in raw:
+                        value["original_height"] = raw["original_height"]
+                outputs.setdefault(region.from_name, []).append((tag_type, value))
+                labels.append((region.labels or [None])[0])
+            records.append(AnnotationRecord(task.id, task.data, outputs, annotation, agreement))
+        return records, drops, labels
 
 
 class JsonMinWriter(RecordWriter):
@@ -150,8 +168,8 @@ class JsonMinWriter(RecordWriter):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self._stream: IO[str] = open(self.out_dir / RESULT_FILE, "w", encoding="utf-8")
-        self._stream.write("[\n")
+        self._stream: IO[bytes] = open(self.out_dir / RESULT_FILE, "wb")
+        self._stream.write(b"[\n")
         self._first = True
 
     def write(self, item: TaskItem) -> None:
@@ -167,12 +185,12 @@ class JsonMinWriter(RecordWriter):
             if record.agreement is not None:
                 document["agreement"] = record.agreement[0]
             if not self._first:
-                self._stream.write(",\n")
-            self._stream.write(json.dumps(document, indent=2, ensure_ascii=False))
+                self._stream.write(b",\n")
+            self._stream.write(indented_json(document))
             self._first = False
 
     def close(self) -> None:
-        self._stream.write("\n]")
+        self._stream.write(b"\n]")
         self._stream.close()
 
     @classmethod
