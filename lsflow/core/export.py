@@ -2,6 +2,12 @@
 
 Each format is written into a staging directory next to its destination and only moved into place
 when every format finished, so a failure never leaves a half-written dataset behind.
+
+A pass reads each task once and hands it to every format's writer; with `workers`, the formats whose
+output is per task (`DatasetWriter.per_task`) are written by forked processes, batch by batch, and
+their output put in place in task order by this one. With `reuse_dir`, an export keeps where each
+task's output went (`lsflow.core.reuse`), and the next one reuses the output of every task that did
+not change: its records are copied out of the previous stream files and its own files hard-linked.
 """
 
 from __future__ import annotations
@@ -9,27 +15,34 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import stat
 import uuid
 from array import array
-from collections.abc import Callable, Iterable
-from contextlib import ExitStack
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from multiprocessing.pool import AsyncResult
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
 import orjson
 
 from lsflow.core.formats import writer_class
-from lsflow.core.formats.base import DatasetWriter, ExportContext, TaskItem, file_stem
+from lsflow.core.formats.base import DatasetWriter, ExportContext, TaskItem, TaskOutput, file_stem
 from lsflow.core.label_config import LabelConfig, classes_from_labels
 from lsflow.core.media_files import MediaLookup, image_size
 from lsflow.core.model import Task
-from lsflow.core.report import DROPPED_FILE, REPORT_FILE, RegionReport
-from lsflow.core.selection import AnnotationPolicy, select_annotations
+from lsflow.core.parallel import BatchOutput, Job, TaskWriterPool, can_fork, write_task
+from lsflow.core.publish import PublishSummary, publish_directory
+from lsflow.core.report import REPORT_FILE, RegionReport
+from lsflow.core.reuse import KeptOutput, OutputRecorder, PreviousOutputs, fingerprint, task_key
+from lsflow.core.selection import AnnotationPolicy
 from lsflow.core.shapes import ImageSize
+from lsflow.core.streams import StreamSink
+from lsflow.core.task_entries import TaskEntry, entry_of
 
-_COMPARE_CHUNK = 1 << 16
+BATCH_TASKS = 256  # tasks per batch handed to a worker
+# A pass starts workers only once this many tasks were written without them: small exports never fork.
+PARALLEL_AFTER = BATCH_TASKS
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,21 +123,6 @@ def _basename(image_ref: str | None) -> str:
     return PurePosixPath(unquote(path)).name
 
 
-def image_reference(task: Task, image_key: str | None) -> str | None:
-    value = task.data.get(image_key) if image_key else None
-    if isinstance(value, list):  # multi-page image tasks: regions belong to the first page here
-        value = value[0] if value else None
-    return value if isinstance(value, str) else None
-
-
-def known_image_size(task: Task) -> ImageSize | None:
-    for annotation in task.annotations + task.predictions:
-        for region in annotation.regions:
-            if region.original_width and region.original_height:
-                return ImageSize(int(region.original_width), int(region.original_height))
-    return None
-
-
 def export_context(
     label_config: LabelConfig | None,
     tasks: Callable[[], Iterable[Task]],
@@ -157,137 +155,276 @@ def export_context(
 
 
 def export_datasets(
-    tasks: Iterable[Task],
+    tasks: Iterable[Task | TaskEntry],
     formats: list[str],
     out_root: Path,
     context: ExportContext,
     policy: AnnotationPolicy = AnnotationPolicy(),
+    workers: int = 1,
+    reuse_dir: Path | None = None,
 ) -> dict[str, FormatResult]:
-    """Stream `tasks` once through a writer per format; publish `out_root/<FORMAT>/` atomically."""
+    """Stream `tasks` once through a writer per format; publish `out_root/<FORMAT>/` atomically.
+
+    `workers` > 1 writes the per-task formats in that many forked processes (where the platform
+    forks); `reuse_dir` keeps each format's task outputs there for the next export, and reuses the
+    ones the previous export kept (entries need a `content_hash` for that: tasks from the store).
+    """
     out_root.mkdir(parents=True, exist_ok=True)
     staging = out_root / f".staging-{uuid.uuid4().hex[:12]}"
-    file_names = TaskFileNames()
+    builds: list[_FormatBuild] = []
+    finished = False
     try:
-        with ExitStack() as logs:
-            writers: list[DatasetWriter] = []
-            for name in formats:
-                directory = staging / name
-                directory.mkdir(parents=True)
-                report = RegionReport(name, logs.enter_context(open(directory / DROPPED_FILE, "wb")))
-                writers.append(writer_class(name)(directory, context, report))
-            latest_change = ""
-            for task in tasks:
-                if task.updated_at and task.updated_at > latest_change:
-                    latest_change = task.updated_at
-                chosen, skipped = select_annotations(task, policy)
-                image_ref = image_reference(task, context.image_key)
-                size = known_image_size(task)
-                if size is None and image_ref and context.media is not None:
-                    local = context.media.local_path(image_ref)
-                    size = image_size(local) if local else None
-                item = TaskItem(task, chosen, image_ref, file_names.name_for(task.id, image_ref), size)
-                regions = sum([len(a.regions) for a in chosen])
-                skip_reasons = [reason for _, reason in skipped]
-                for writer in writers:
-                    report = writer.report
-                    report.tasks += 1
-                    report.annotations_exported += len(chosen)
-                    if skip_reasons:
-                        report.annotations_skipped.update(skip_reasons)
-                    report.regions_in += regions
-                    writer.write(item)
-            for writer in writers:
-                writer.dataset_date = latest_change
-                writer.close()
-                (writer.out_dir / REPORT_FILE).write_bytes(
-                    orjson.dumps(writer.report.as_dict(), option=orjson.OPT_INDENT_2)
-                )
+        for name in formats:
+            builds.append(_FormatBuild(name, staging, out_root, context, policy, reuse_dir))
+        _Pass(builds, context, policy, workers if can_fork() else 1).run(tasks)
         results = {}
-        for writer in writers:
-            destination = out_root / writer.name
-            files = publish_directory(writer.out_dir, destination)
-            results[writer.name] = FormatResult(writer.name, destination, writer.report.as_dict(), files)
+        for build in builds:
+            results[build.name] = build.publish()
+        finished = True
         return results
     finally:
+        if not finished:
+            for build in builds:
+                build.abandon()
         shutil.rmtree(staging, ignore_errors=True)
 
 
-@dataclass(frozen=True, slots=True)
-class PublishSummary:
-    files_written: int  # new or changed files
-    files_kept: int  # byte-identical to the published copy: the old file (inode, mtime) is kept
-    files_removed: int  # published before, gone now (e.g. deleted tasks' label files)
+class _FormatBuild:
+    """One format of a pass: its writer, stream files, report, and what is reused and kept."""
 
+    def __init__(self, name: str, staging: Path, out_root: Path, context: ExportContext,
+                 policy: AnnotationPolicy, reuse_dir: Path | None):
+        self.name = name
+        self.writer_class = writer_class(name)
+        self.out_dir = staging / name
+        self.out_dir.mkdir(parents=True)
+        self.destination = out_root / name
+        self.report = RegionReport(name)
+        self.streams = self.writer_class.streams
+        self.sinks: dict[str, StreamSink] = {}
+        self.previous: PreviousOutputs | None = None
+        self.recorder: OutputRecorder | None = None
+        self._reuse_dir = None
+        self._folders: set[str] = set()
+        self.writer: DatasetWriter = self.writer_class(self.out_dir, context, self.report)
+        self.writer.prepare()
+        for stream, spec in self.streams.items():
+            self.sinks[stream] = StreamSink(self.out_dir / spec.file, spec)
+        if reuse_dir is not None and self.writer_class.per_task:
+            self._reuse_dir = reuse_dir / name
+            depends_on = fingerprint(name, context, policy)
+            self.previous = PreviousOutputs.open(self._reuse_dir, depends_on, self.streams, self.destination)
+            self.recorder = OutputRecorder(reuse_dir / f".staging-{name}-{uuid.uuid4().hex[:8]}", depends_on,
+                                           self.streams)
 
-def publish_directory(source: Path, destination: Path) -> PublishSummary:
-    """Move a finished directory into place, replacing what was there.
-
-    `rename` of a directory is atomic on one filesystem; the old copy is first moved aside (also a
-    rename) so readers see either the old or the new dataset, never a mix. Files whose bytes did not
-    change are carried over as hard links to the published ones, so an incremental re-export only
-    touches the files of changed tasks (rsync, DVC and mtimes see just those).
-    """
-    summary = _carry_over_unchanged(source, destination)
-    retired = None
-    if destination.exists():
-        retired = destination.with_name(f".retired-{destination.name}-{uuid.uuid4().hex[:8]}")
-        os.rename(destination, retired)
-    os.rename(source, destination)
-    if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)
-    return summary
-
-
-def _carry_over_unchanged(new: Path, old: Path) -> PublishSummary:
-    # Plain strings and os.walk: a per-task format holds one file per task, and pathlib objects
-    # for each of them cost more than the comparison itself.
-    new_files = _relative_files(str(new))
-    if not old.exists():
-        return PublishSummary(len(new_files), 0, 0)
-    written = kept = 0
-    for relative in new_files:
-        fresh, published = os.path.join(new, relative), os.path.join(old, relative)
-        if _same_bytes(published, fresh):
-            link = os.path.join(os.path.dirname(fresh), f".{os.path.basename(fresh)}.link")
+    def reuse(self, entry: TaskEntry, key: bytes | None) -> KeptOutput | None:
+        """The task's output from the previous export, its files linked into this one; None if it
+        must be written."""
+        if self.previous is None or key is None:
+            return None
+        kept = self.previous.find(entry.id, key)
+        if kept is None:
+            return None
+        linked = []
+        for relative in kept.files:
+            folder = relative.rpartition("/")[0]
+            if folder and folder not in self._folders:
+                os.makedirs(self.out_dir / folder, exist_ok=True)
+                self._folders.add(folder)
             try:
-                os.link(published, link)
-            except OSError:  # a filesystem without hard links: the fresh copy is just as good
-                written += 1
-                continue
-            os.replace(link, fresh)
-            kept += 1
+                os.link(self.destination / relative, self.out_dir / relative)
+            except OSError:  # gone, or no hard links here: the task is written again
+                for done in linked:
+                    os.unlink(self.out_dir / done)
+                return None
+            linked.append(relative)
+        return kept
+
+    def put(self, task_id: object, key: bytes | None, output: TaskOutput | KeptOutput) -> None:
+        """The task's output in place: records after the previous task's, account in the report."""
+        self.report.add_task(output.account)
+        if isinstance(output, KeptOutput):
+            sources = self.previous.sources
+            spans = [self.sinks[name].copy(sources[name], span) for name, span in zip(self.streams, output.spans)]
+        elif self.recorder is None:
+            for name, records in output.records.items():
+                self.sinks[name].add(records)
+            return
         else:
-            written += 1
-    new_set = set(new_files)
-    removed = sum(1 for relative in _relative_files(str(old)) if relative not in new_set)
-    return PublishSummary(written, kept, removed)
+            records = output.records
+            spans = [self.sinks[name].add(records.get(name, b"")) for name in self.streams]
+        if self.recorder is not None and key is not None:
+            self.recorder.add(task_id, key, spans, output.files, output.account)
+
+    def put_batch(self, output: BatchOutput, entries: list[tuple[TaskEntry, bytes | None]]) -> None:
+        """A batch written whole by a worker, in place after the previous task."""
+        self.report.add_report(output.report)
+        starts = {name: self.sinks[name].add(records)[0] for name, records in output.records.items()}
+        if self.recorder is None:
+            return
+        for (entry, key), kept in zip(entries, output.tasks):
+            if key is not None:
+                spans = [(starts.get(name, 0) + start, length) for name, (start, length) in zip(self.streams, kept.spans)]
+                self.recorder.add(entry.id, key, spans, kept.files, kept.account)
+
+    def close_streams(self) -> None:
+        for sink in self.sinks.values():
+            sink.close()
+        if self.previous is not None:
+            self.previous.close()
+
+    def finish(self) -> None:
+        """After the writer's `close`: the report, and the working streams kept or removed."""
+        (self.out_dir / REPORT_FILE).write_bytes(orjson.dumps(self.report.as_dict(), option=orjson.OPT_INDENT_2))
+        for spec in self.streams.values():  # working files: kept for the next export, or gone
+            if spec.temporary:
+                working = self.out_dir / spec.file
+                if self.recorder is not None:
+                    os.replace(working, self.recorder.directory / spec.file)
+                else:
+                    working.unlink()
+
+    def publish(self) -> FormatResult:
+        files = publish_directory(self.out_dir, self.destination)
+        if self.recorder is not None:
+            self.recorder.finish(self.destination)
+            publish_directory(self.recorder.directory, self._reuse_dir)
+        return FormatResult(self.name, self.destination, self.report.as_dict(), files)
+
+    def abandon(self) -> None:
+        for sink in self.sinks.values():
+            sink.abandon()
+        if self.previous is not None:
+            self.previous.close()
+        if self.recorder is not None:
+            self.recorder.abandon()
+            shutil.rmtree(self.recorder.directory, ignore_errors=True)
 
 
-def _relative_files(root: str, prefix: str = "") -> list[str]:
-    """Files under `root` (symlinked folders not followed), relative; the entry types come with the
-    directory listing, so this costs no stat per file."""
-    files = []
-    with os.scandir(root) as entries:
+@dataclass
+class _Batch:
+    entries: list[tuple[TaskEntry, bytes | None]]  # with each task's reuse key
+    # Per task, per format (build index): its output, made here or reused; the workers' come later.
+    outputs: list[dict[int, TaskOutput | KeptOutput]]
+    from_workers: AsyncResult | None = None  # per job: {build index: TaskOutput}
+    job_tasks: list[int] | None = None  # the batch's task each job is
+
+
+class _Pass:
+    def __init__(self, builds: list[_FormatBuild], context: ExportContext, policy: AnnotationPolicy, workers: int):
+        self.builds = builds
+        self.context = context
+        self.policy = policy
+        self.workers = workers
+        self.file_names = TaskFileNames()
+        self.latest_change = ""
+        self.pool: TaskWriterPool | None = None
+        self.pooled = {index for index, build in enumerate(builds) if build.writer_class.per_task}
+        self.written_here = 0  # tasks written in this process
+
+    def run(self, tasks: Iterable[Task | TaskEntry]) -> None:
+        """Every task written, then every format closed (by the workers too, when there are some)."""
+        pending: deque[_Batch] = deque()
+        finished = False
+        try:
+            for entries in self._batches(tasks):
+                pending.append(self._start(entries))
+                if len(pending) > 2 * self.workers:  # a few batches in flight: memory stays flat
+                    self._finish(pending.popleft())
+            while pending:
+                self._finish(pending.popleft())
+            for build in self.builds:
+                build.writer.dataset_date = self.latest_change
+                build.close_streams()
+            closing = [(build, self.pool.close_writer(index, self.latest_change)
+                        if self.pool is not None and index in self.pooled else None)
+                       for index, build in enumerate(self.builds)]
+            for build, in_worker in closing:  # assembling aggregate files: one format per process
+                if in_worker is None:
+                    build.writer.close()
+                else:
+                    in_worker.get()
+                build.finish()
+            finished = True
+        finally:
+            if self.pool is not None:
+                self.pool.close(finished)
+
+    def _batches(self, tasks: Iterable[Task | TaskEntry]) -> Iterator[list[TaskEntry]]:
+        batch = []
+        for task in tasks:
+            batch.append(task if isinstance(task, TaskEntry) else entry_of(task, self.context.image_key))
+            if len(batch) == BATCH_TASKS:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def _start(self, entries: list[TaskEntry]) -> _Batch:
+        """Reuse what can be reused, write here what must be, hand the rest to the workers."""
+        batch = _Batch([], [])
+        jobs: list[Job] = []
+        job_tasks: list[int] = []
+        use_pool = self._use_pool()
         for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                files.extend(_relative_files(entry.path, f"{prefix}{entry.name}/"))
-            elif entry.is_file():
-                files.append(prefix + entry.name)
-    return files
+            name = self.file_names.name_for(entry.id, entry.image_ref)
+            size = entry.image_size or self._size_from_media(entry.image_ref)
+            if entry.updated_at and entry.updated_at > self.latest_change:
+                self.latest_change = entry.updated_at
+            key = task_key(entry.content_hash, name, size) if entry.content_hash is not None else None
+            outputs: dict[int, TaskOutput | KeptOutput] = {}
+            pooled, here = [], []
+            for index, build in enumerate(self.builds):
+                kept = build.reuse(entry, key) if key is not None else None
+                if kept is not None:
+                    outputs[index] = kept
+                elif use_pool and index in self.pooled and entry.raw is not None:
+                    pooled.append(index)
+                else:
+                    here.append(index)
+            if pooled:
+                job_tasks.append(len(batch.outputs))
+                jobs.append((entry.position, entry.raw, entry.image_ref, name, size, tuple(pooled)))
+            if here:
+                item, selection = TaskItem.select(entry.parsed(), self.policy, entry.image_ref, name, size)
+                for index in here:
+                    outputs[index] = write_task(self.builds[index].writer, item, selection)
+                self.written_here += 1
+            entry.task = entry.value = None  # the parsed task is not needed any more
+            batch.entries.append((entry, key))
+            batch.outputs.append(outputs)
+        if jobs:
+            # The formats the workers write for every task of the batch come back joined.
+            whole = frozenset(index for index in self.pooled
+                              if len(jobs) == len(entries) and all(index in job[5] for job in jobs))
+            batch.from_workers, batch.job_tasks = self.pool.submit(jobs, whole), job_tasks
+        return batch
 
+    def _finish(self, batch: _Batch) -> None:
+        """Put the batch's outputs in place, format by format, in task order."""
+        joined: dict[int, BatchOutput] = {}
+        if batch.from_workers is not None:
+            singles, joined = batch.from_workers.get()
+            for task, outputs in zip(batch.job_tasks, singles):
+                batch.outputs[task].update(outputs)
+        for index, build in enumerate(self.builds):
+            if index in joined:
+                build.put_batch(joined[index], batch.entries)
+                continue
+            for (entry, key), outputs in zip(batch.entries, batch.outputs):
+                build.put(entry.id, key, outputs[index])
 
-def _same_bytes(published: str, fresh: str) -> bool:
-    """True when `published` is a regular file with exactly the bytes of `fresh`."""
-    try:
-        old_stat = os.stat(published)
-    except OSError:
-        return False
-    if not stat.S_ISREG(old_stat.st_mode) or old_stat.st_size != os.stat(fresh).st_size:
-        return False
-    with open(published, "rb") as old_file, open(fresh, "rb") as new_file:
-        while True:
-            old_chunk, new_chunk = old_file.read(_COMPARE_CHUNK), new_file.read(_COMPARE_CHUNK)
-            if old_chunk != new_chunk:
-                return False
-            if not old_chunk:
-                return True
+    def _use_pool(self) -> bool:
+        """Workers for the rest of the pass, once it has written enough tasks to be worth them."""
+        if self.pool is None and self.workers > 1 and self.pooled and self.written_here >= PARALLEL_AFTER:
+            formats = [(build.name, build.out_dir) for build in self.builds]
+            keeping = frozenset(index for index, build in enumerate(self.builds) if build.recorder is not None)
+            self.pool = TaskWriterPool(formats, self.context, self.policy, keeping, self.workers)
+        return self.pool is not None
+
+    def _size_from_media(self, image_ref: str | None) -> ImageSize | None:
+        """The image size read from the image itself, for tasks none of whose regions carries it."""
+        if not image_ref or self.context.media is None:
+            return None
+        local = self.context.media.local_path(image_ref)
+        return image_size(local) if local else None

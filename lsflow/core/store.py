@@ -22,9 +22,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lsflow.core.export import image_reference, known_image_size
 from lsflow.core.model import Task
 from lsflow.core.shapes import RegionDrop, to_shape
+from lsflow.core.task_entries import image_reference, known_image_size
 
 MANIFEST_FILE = "manifest.json"
 BATCH_TASKS = 1000
@@ -94,9 +94,9 @@ def write_store(tasks: Iterable[Task], directory: Path, image_key: str | None, m
             task_hashes.update(f"{task.id}:{digest}\n".encode())
             if task.updated_at and (max_updated_at is None or task.updated_at > max_updated_at):
                 max_updated_at = task.updated_at
-            size = known_image_size(task)
+            size = known_image_size(task.raw)
             task_rows.append((
-                task.id, task.updated_at, image_reference(task, image_key),
+                task.id, task.updated_at, image_reference(task.data, image_key),
                 size.width if size else None, size.height if size else None, digest, orjson.dumps(task.raw),
             ))
             counts["tasks"] += 1

@@ -18,6 +18,7 @@ import orjson
 
 from lsflow.core.incremental import changed_after
 from lsflow.core.model import ExportFormatError, Task
+from lsflow.core.task_entries import TaskEntry, entry_of, entry_of_json
 from lsflow.sources.base import ProjectInfo, Snapshot
 
 EXPORT_FILE = "export.json"
@@ -36,15 +37,22 @@ def iter_export_tasks(path: Path) -> Iterator[Task]:
     arrays, numbers orjson does not read) is left to ijson, which resumes after the tasks already
     given and decides exactly as it always did.
     """
+    for entry in iter_export_entries(path, None):
+        yield entry.parsed()
+
+
+def iter_export_entries(path: Path, image_key: str | None) -> Iterator[TaskEntry]:
+    """`iter_export_tasks` for the export pipeline: each task read but not yet parsed into the model
+    (its JSON comes along, for a worker process to parse), or parsed where the fast reader gave up."""
     with open(path, "rb") as stream:
         first = _first_significant_byte(stream, path)
         skip = 0
         if first == b"[":
             try:
-                for raw in _array_items(stream):
-                    task = Task.from_dict(raw, skip)
+                for raw, value in _array_items(stream):
+                    entry = entry_of_json(raw, value, skip, image_key)
                     skip += 1
-                    yield task
+                    yield entry
                 return
             except _LeftToIjson:
                 pass
@@ -63,7 +71,7 @@ def iter_export_tasks(path: Path) -> Iterator[Task]:
                     continue
                 task = Task.from_dict(raw, position)
                 last_id = task.id
-                yield task
+                yield entry_of(task, image_key)
         except ijson.JSONError as error:
             after = f"after task {last_id} (item {position})" if last_id is not None else "before the first task"
             raise ExportFormatError(f"{path} is not valid JSON {after}: {error}") from None
@@ -73,8 +81,9 @@ class _LeftToIjson(Exception):
     """The fast array reader met something it leaves to a full streaming parser."""
 
 
-def _array_items(stream: BinaryIO) -> Iterator[Any]:
-    """The items of the JSON array whose '[' was just read from `stream`, each parsed by orjson.
+def _array_items(stream: BinaryIO) -> Iterator[tuple[bytes, Any]]:
+    """The items of the JSON array whose '[' was just read from `stream`, each as (its JSON, the
+    value orjson parsed from it).
 
     Boundaries come from numpy over a chunk: a quote preceded by an odd run of backslashes is
     escaped, the others delimit strings; outside strings the brackets give the depth, and an item
@@ -111,10 +120,12 @@ def _array_items(stream: BinaryIO) -> Iterator[Any]:
                 break
             if buffer[cut:start].strip(_JSON_WHITESPACE) != (b"," if need_comma else b"") or start < wide < end:
                 raise _LeftToIjson
+            item = buffer[start:end + 1]
             try:
-                yield orjson.loads(buffer[start:end + 1])
+                value = orjson.loads(item)
             except orjson.JSONDecodeError:
                 raise _LeftToIjson from None
+            yield item, value
             need_comma, cut = True, end + 1
         if len(closes):  # the array ends here: only whitespace may lie between the last item and EOF
             if buffer[limit] != 93 or buffer[cut:limit].strip(_JSON_WHITESPACE):  # ]

@@ -17,7 +17,8 @@ import orjson
 import pyarrow.parquet as pq
 
 from lsflow import __version__
-from lsflow.core.export import FormatResult, export_context, export_datasets, publish_directory
+from lsflow.core.export import FormatResult, export_context, export_datasets
+from lsflow.core.publish import publish_directory
 from lsflow.core.formats.base import ExportContext
 from lsflow.core.incremental import WATERMARK_OVERLAP, deleted_task_ids, watermark
 from lsflow.core.label_config import LabelConfig

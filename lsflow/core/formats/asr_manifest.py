@@ -20,11 +20,11 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from lsflow.core.audio import AudioDurationError, audio_duration
-from lsflow.core.formats.base import CheckOutcome, CheckSpec, DatasetWriter, ExportContext, TaskItem
+from lsflow.core.formats.base import CheckOutcome, CheckSpec, DatasetWriter, ExportContext, Stream, TaskItem
 from lsflow.core.formats.json_min import annotator
 from lsflow.core.model import Annotation, Region
 
@@ -51,14 +51,17 @@ class AsrManifestWriter(DatasetWriter):
         CheckSpec("asr_line_per_transcription", "every transcription of an exported annotation has its line "
                                                 "(none was dropped for want of its audio)"),
     )
+    per_task = False  # audio file names are made unique across tasks, and durations come from the media
+    streams = {**DatasetWriter.streams, "manifest": Stream(MANIFEST_FILE)}
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        (self.out_dir / AUDIO_DIR).mkdir()
-        self._manifest: IO[str] = open(self.out_dir / MANIFEST_FILE, "w", encoding="utf-8", newline="\n")
         self._audio_keys = self._audio_data_keys()
         self._copied: dict[str, tuple[str, float]] = {}  # this task's audio: reference → (dataset path, duration)
         self._names: set[str] = set()
+
+    def prepare(self) -> None:
+        (self.out_dir / AUDIO_DIR).mkdir()
 
     def _audio_data_keys(self) -> dict[str, str] | None:
         """Audio object name → its task data key; None without a label config (then: by to_name)."""
@@ -93,7 +96,7 @@ class AsrManifestWriter(DatasetWriter):
                     continue
                 if segment is not None:
                     line["offset"], line["duration"] = segment
-                self._manifest.write(json.dumps(line, ensure_ascii=False) + "\n")
+                self.append("manifest", (json.dumps(line, ensure_ascii=False) + "\n").encode())
                 self.report.wrote()
 
     def _data_key(self, item: TaskItem, region: Region) -> str | None:
@@ -131,9 +134,6 @@ class AsrManifestWriter(DatasetWriter):
             candidate = candidate.with_stem(f"{candidate.stem}__task{task_id}")
         self._names.add(candidate.name)
         return candidate.name
-
-    def close(self) -> None:
-        self._manifest.close()
 
     @classmethod
     def check(cls, out_dir: Path, context: ExportContext) -> list[CheckOutcome]:

@@ -1,8 +1,16 @@
 """The writer interface every format implements, and what the export pipeline hands it.
 
-A writer receives tasks one at a time (`write`), writes into its own directory, and is closed once
-(`close`). It accounts for every region it is given through `self.report`. Checks (`check`) read
-the finished directory back, the way a user's training code would.
+A writer receives tasks one at a time (`write`) and turns each into its share of the dataset: files
+of its own (`task_file`: a YOLO label file, a VOC XML, a mask) and records appended to the format's
+aggregate files (`append` to a `Stream`: COCO annotations, JSON_MIN records, the drop log). The
+pipeline takes that share after each task (`take_output`) and puts it in place, in task order; once
+every task is in, `close` assembles what needs all of them (COCO's result.json, the CSV table).
+A writer accounts for every region it is given through `self.report`. Checks (`check`) read the
+finished directory back, the way a user's training code would.
+
+Because a task's share depends on nothing but the task and the context (for `per_task` writers),
+tasks can be written by several processes at once, and an unchanged task's share can be kept from
+the previous export instead of being made again.
 """
 
 from __future__ import annotations
@@ -12,22 +20,29 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
+
+import orjson
 
 from lsflow.core.label_config import ClassList, LabelConfig
 from lsflow.core.media_files import MediaLookup
 from lsflow.core.model import Annotation, Region, Task
-from lsflow.core.report import RegionReport
+from lsflow.core.report import DROPPED_FILE, RegionReport, TaskAccount, TaskSelection
+from lsflow.core.selection import AnnotationPolicy, select_annotations
 from lsflow.core.shapes import ImageSize, RegionDrop, Shape, to_shape
 
-
-_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
 def write_file(path: Path | str, data: bytes) -> None:
     """Create `path` holding `data`. Per-task formats create one file per task, and on a virtual disk
-    `open()` (a buffered file object, several system calls) costs twice this."""
-    descriptor = os.open(path, _NEW_FILE, 0o666)
+    `open()` (a buffered file object, several system calls) costs twice this. A file already there is
+    replaced, never written through: it may be a hard link to a published dataset's file."""
+    try:
+        descriptor = os.open(path, _NEW_FILE, 0o666)
+    except FileExistsError:
+        os.unlink(path)
+        descriptor = os.open(path, _NEW_FILE, 0o666)
     try:
         view = memoryview(data)
         while view:
@@ -57,6 +72,26 @@ class ExportContext:
     options: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """An aggregate file of a format that every task appends its records to, in task order."""
+
+    file: str  # relative to the format's folder
+    header: bytes = b""
+    separator: bytes = b""  # between records (JSON arrays: b",\n"); JSON-lines records end in b"\n" instead
+    footer: bytes = b""
+    # A working file `close` assembles the dataset's own files from; not part of the dataset.
+    temporary: bool = False
+
+
+class TaskOutput(NamedTuple):
+    """One format's share of one task: what it appends to each stream, the files it wrote, its account."""
+
+    records: dict[str, bytes]  # stream name → the task's records, joined by the stream's separator
+    files: list[str]  # relative paths of the task's own files
+    account: TaskAccount
+
+
 @dataclass(slots=True)
 class TaskItem:
     """One task as the writers see it: the annotations chosen for export and its image."""
@@ -69,6 +104,15 @@ class TaskItem:
     # What several writers derive from the task alike (pixel shapes, per-annotation records),
     # computed by the first writer that asks and dropped with the item.
     memo: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def select(cls, task: Task, policy: AnnotationPolicy, image_ref: str | None, file_name: str,
+               image_size: ImageSize | None) -> tuple[TaskItem, TaskSelection]:
+        """The task with the annotations `policy` chooses, and what was chosen and left out."""
+        chosen, skipped = select_annotations(task, policy)
+        selection = TaskSelection(len(chosen), tuple(reason for _, reason in skipped),
+                                  sum([len(a.regions) for a in chosen]))
+        return cls(task, chosen, image_ref, file_name, image_size), selection
 
     def pixel_shapes(self) -> list[tuple[Annotation, Region, Shape | str]]:
         """Every region of the chosen annotations with its pixel shape, or the reason it has none."""
@@ -106,6 +150,12 @@ class DatasetWriter(ABC):
     # True when the writer reads every task's media file (copies images, measures audio): the CLI and
     # the Dagster asset then fetch all media concurrently before the single pass over the tasks.
     reads_media: ClassVar[bool] = False
+    # True when a task's output depends on nothing but the task and the export context: tasks may
+    # then be written by several processes, and an unchanged task's output reused by the next export.
+    # Writers that number across tasks, batch tasks into files or read media are not.
+    per_task: ClassVar[bool] = True
+    # The format's aggregate files, by the name `append` knows them; every format has the drop log.
+    streams: ClassVar[dict[str, Stream]] = {"dropped": Stream(DROPPED_FILE)}
     # The options this writer reads from `context.options`: name → what it does (shown by the CLI).
     option_help: ClassVar[dict[str, str]] = {}
     # The format applies to a project whose label config has one of these object tags and one of
@@ -133,12 +183,43 @@ class DatasetWriter(ABC):
         # The newest task change seen, written as the dataset's date: the same snapshot always
         # gives the same bytes (a wall-clock date would not).
         self.dataset_date = ""
+        self._records: dict[str, list[bytes]] = {}  # this task's, by stream
+        self._files: list[str] = []
+        self._folders: set[str] = set()
+
+    def prepare(self) -> None:
+        """Create the folders of an empty dataset, once (the processes writing tasks share them)."""
 
     @abstractmethod
-    def write(self, item: TaskItem) -> None: ...
+    def write(self, item: TaskItem) -> None:
+        """Turn one task into its share of the dataset (`append`, `task_file`, `self.report`)."""
 
     def close(self) -> None:
-        """Write what can only be written once every task is seen (aggregate files)."""
+        """Write what needs every task (aggregate files), from the streams, once all tasks are in."""
+
+    def append(self, stream: str, record: bytes) -> None:
+        records = self._records.get(stream)
+        if records is None:
+            self._records[stream] = [record]
+        else:
+            records.append(record)
+
+    def task_file(self, relative: str, data: bytes) -> None:
+        """A file of this task's own, e.g. `labels/train/<stem>.txt`."""
+        folder = relative.rpartition("/")[0]
+        if folder and folder not in self._folders:
+            os.makedirs(self.out_dir / folder, exist_ok=True)
+            self._folders.add(folder)
+        write_file(f"{self.out_dir}/{relative}", data)
+        self._files.append(relative)
+
+    def take_output(self, selection: TaskSelection) -> TaskOutput:
+        """The task just written, as the pipeline puts it in place; the writer is ready for the next."""
+        records = self._records
+        for name, pending in records.items():
+            records[name] = pending[0] if len(pending) == 1 else self.streams[name].separator.join(pending)
+        files, self._files, self._records = self._files, [], {}
+        return TaskOutput(records, files, self.report.take_task(selection))
 
     @classmethod
     def check(cls, out_dir: Path, context: ExportContext) -> list[CheckOutcome]:
@@ -169,4 +250,6 @@ class DatasetWriter(ABC):
         return class_id, name
 
     def drop(self, item: TaskItem, annotation: Annotation, region: Region, reason: str) -> None:
-        self.report.drop(item.task.id, annotation.id, region.id, reason)
+        self.report.drop(reason)
+        self.append("dropped", orjson.dumps(
+            {"task": item.task.id, "annotation": annotation.id, "region": region.id, "reason": reason}) + b"\n")

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections import Counter
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, TaskItem
+from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, TaskItem, file_stem
 from lsflow.core.formats.vision import VisionWriter, read_files_mapping
 from lsflow.core.label_config import BRUSH_CONTROLS
 from lsflow.core.model import Annotation
@@ -39,7 +39,8 @@ class BrushMaskWriter(VisionWriter):
     control_tags = BRUSH_CONTROLS
 
     @abstractmethod
-    def save(self, mask: np.ndarray, path: Path) -> None: ...
+    def encode(self, mask: np.ndarray) -> bytes:
+        """The mask as the bytes of its file."""
 
     @classmethod
     @abstractmethod
@@ -62,16 +63,15 @@ class BrushMaskWriter(VisionWriter):
             number = numbers[(annotation.id, name)]
             numbers[(annotation.id, name)] += 1
             file_name = f"{_region_prefix(item, annotation)}-{_safe(f'{name}-{number}')}{self.extension}"
-            self.save(alpha, self.out_dir / file_name)
+            self.task_file(file_name, self.encode(alpha))
             files.append(file_name)
             for label in region.labels or [""]:
                 merged[label] = np.maximum(merged[label], alpha) if label in merged else alpha
             self.report.wrote(region.labels[0] if region.labels else None)
-        stem = PurePosixPath(item.file_name).stem
+        stem = file_stem(item.file_name)
         for label, mask in sorted(merged.items()):
             file_name = f"{MERGED_DIR}/{stem}/{_safe(label) or 'no_label'}{self.extension}"
-            (self.out_dir / MERGED_DIR / stem).mkdir(parents=True, exist_ok=True)
-            self.save(mask, self.out_dir / file_name)
+            self.task_file(file_name, self.encode(mask))
             files.append(file_name)
         if files:
             self.record_files(item, None, files)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,10 @@ class BrushToNumpyWriter(BrushMaskWriter):
     description = "Brush masks as NumPy arrays: one per region, named as Label Studio does, and one per image and label"
     extension = ".npy"
 
-    def save(self, mask: np.ndarray, path: Path) -> None:
-        np.save(path, mask)
+    def encode(self, mask: np.ndarray) -> bytes:
+        encoded = io.BytesIO()
+        np.save(encoded, mask)
+        return encoded.getvalue()
 
     @classmethod
     def stored_size(cls, path: Path) -> tuple[int, int]:

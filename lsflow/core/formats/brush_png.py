@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,10 @@ class BrushToPngWriter(BrushMaskWriter):
     description = "Brush masks as PNG images: one per region, named as Label Studio does, and one per image and label"
     extension = ".png"
 
-    def save(self, mask: np.ndarray, path: Path) -> None:
-        Image.fromarray(mask).save(path)  # uint8 (height, width): 8-bit grayscale
+    def encode(self, mask: np.ndarray) -> bytes:
+        encoded = io.BytesIO()
+        Image.fromarray(mask).save(encoded, format="PNG")  # uint8 (height, width): 8-bit grayscale
+        return encoded.getvalue()
 
     @classmethod
     def stored_size(cls, path: Path) -> tuple[int, int]:

@@ -13,20 +13,22 @@
 - every annotation carries `label_studio: {annotation, region}` for lineage.
 
 Images and annotations are streamed into fragment files while tasks pass and joined at `close`,
-so memory does not grow with the project.
+so memory does not grow with the project; annotation ids (1, 2, … in task order) are given there,
+so a task's records do not depend on the tasks before it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import mmap
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import orjson
 
-from lsflow.core.formats.base import CheckOutcome, CheckSpec, TaskItem
+from lsflow.core.formats.base import CheckOutcome, CheckSpec, Stream, TaskItem
 from lsflow.core.formats.vision import (
     IMAGE_SIZE_UNKNOWN, IMAGES_READABLE, KEYPOINT_VISIBLE, PlacedKeypoint, VisionWriter, check_images_readable,
 )
@@ -46,12 +48,10 @@ class CocoWriter(VisionWriter):
     result_file: ClassVar[str] = "result.json"
     checks = (COCO_LOADS,)
 
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self._images = open(self.out_dir / ".images.part", "wb")
-        self._annotations = open(self.out_dir / ".annotations.part", "wb")
-        self._next_annotation_id = 1
-        self._keypoint_category_used = False
+    streams = {**VisionWriter.streams, "images": Stream(".images.part", temporary=True),
+               "annotations": Stream(".annotations.part", temporary=True)}
+
+    def prepare(self) -> None:
         (self.out_dir / "images").mkdir()
 
     def write(self, item: TaskItem) -> None:
@@ -62,14 +62,14 @@ class CocoWriter(VisionWriter):
                 return
             image_file = copied.relative_to(self.out_dir).as_posix()
         if item.image_size is not None:
-            self._append(self._images, {
+            self.append("images", orjson.dumps({
                 "id": item.task.id,
                 "width": item.image_size.width,
                 "height": item.image_size.height,
                 "file_name": image_file,
-            })
+            }) + b"\n")
         else:
-            self.report.images_skipped[IMAGE_SIZE_UNKNOWN] += 1
+            self.report.skip_image(IMAGE_SIZE_UNKNOWN)
         objects: list[dict] = []
         parents: dict[tuple[Any, Any], dict] = {}  # (annotation id, region id) → its COCO annotation
         keypoints: list[tuple[Annotation, Shape]] = []
@@ -92,7 +92,7 @@ class CocoWriter(VisionWriter):
             else:
                 self._set_keypoints(parents[(annotation_id, parent)], placed)
         for coco in [*objects, *loose]:
-            self._append(self._annotations, coco)
+            self.append("annotations", orjson.dumps(coco) + b"\n")
         self.record_files(item, image_file, [self.result_file])
 
     def _shape_annotation(self, item: TaskItem, annotation: Annotation, shape: Shape) -> dict | None:
@@ -150,8 +150,7 @@ class CocoWriter(VisionWriter):
 
     def _object(self, item: TaskItem, annotation: Annotation, shape: Shape, category_id: int,
                 segmentation: Any, bbox: list, area: float) -> dict:
-        return {
-            "id": self._take_id(),
+        return {  # "id" comes first, given in `close`
             "image_id": item.task.id,
             "category_id": category_id,
             "segmentation": segmentation,
@@ -173,9 +172,7 @@ class CocoWriter(VisionWriter):
     def _keypoint_group(self, item: TaskItem, annotation_id: Any, placed: list[PlacedKeypoint]) -> dict:
         """Keypoints with no parent object: one COCO annotation, boxed by their envelope."""
         box = envelope([point.point for point in placed])
-        self._keypoint_category_used = True
         group = {
-            "id": self._take_id(),
             "image_id": item.task.id,
             "category_id": self._keypoint_category_id,
             "segmentation": [],
@@ -193,16 +190,28 @@ class CocoWriter(VisionWriter):
         return max((class_id for class_id, _ in self.context.classes.names_by_id), default=-1) + 1
 
     def close(self) -> None:
-        super().close()
-        categories = [
-            {"id": class_id, "name": name} for class_id, name in self.context.classes.names_by_id
-        ]
-        if self._keypoint_category_used:
+        images, annotations = self.out_dir / ".images.part", self.out_dir / ".annotations.part"
+        # Keypoints without a box add a category; whether any did shows in their records.
+        keypoint_category_used = _contains(annotations, b'"category_id":%d,' % self._keypoint_category_id)
+        with open(self.out_dir / self.result_file, "wb") as out:
+            out.write(b'{"images":[')
+            _copy_joined(images, out)
+            out.write(b'],"categories":' + orjson.dumps(self._categories(keypoint_category_used)))
+            out.write(b',"annotations":[')
+            _copy_numbered(annotations, out)
+            out.write(b'],"info":' + orjson.dumps(self._info()) + b"}")
+
+    def _categories(self, keypoint_category_used: bool) -> list[dict]:
+        categories = [{"id": class_id, "name": name} for class_id, name in self.context.classes.names_by_id]
+        if keypoint_category_used:
             categories.append({"id": self._keypoint_category_id, "name": "keypoints"})
         if self.context.keypoint_names:
             for category in categories:
                 category.update(keypoints=list(self.context.keypoint_names), skeleton=[])
-        info = {
+        return categories
+
+    def _info(self) -> dict:
+        return {
             "year": int(self.dataset_date[:4]) if self.dataset_date[:4].isdigit() else None,
             "version": "1.0",
             "description": f"Label Studio project {self.context.project_id}" if self.context.project_id else "",
@@ -210,24 +219,6 @@ class CocoWriter(VisionWriter):
             "url": "",
             "date_created": self.dataset_date,
         }
-        self._images.close()
-        self._annotations.close()
-        with open(self.out_dir / self.result_file, "wb") as out:
-            out.write(b'{"images":[')
-            _copy_fragments(self.out_dir / ".images.part", out)
-            out.write(b'],"categories":' + orjson.dumps(categories) + b',"annotations":[')
-            _copy_fragments(self.out_dir / ".annotations.part", out)
-            out.write(b'],"info":' + orjson.dumps(info) + b"}")
-        (self.out_dir / ".images.part").unlink()
-        (self.out_dir / ".annotations.part").unlink()
-
-    def _take_id(self) -> int:
-        self._next_annotation_id += 1
-        return self._next_annotation_id - 1
-
-    @staticmethod
-    def _append(fragments: Any, record: dict) -> None:
-        fragments.write(orjson.dumps(record) + b"\n")
 
     @classmethod
     def check(cls, out_dir: Path, context: Any) -> list[CheckOutcome]:
@@ -277,6 +268,7 @@ class CocoWithImagesWriter(CocoWriter):
     description = "COCO JSON with the task images copied into images/"
     copies_images = True
     reads_media = True
+    per_task = False  # the copies come from the media, which can change without the task
     checks = (COCO_LOADS, IMAGES_READABLE)
 
 
@@ -284,7 +276,7 @@ def _flat(points: list) -> list[float]:
     return [coordinate for point in points for coordinate in point]
 
 
-def _copy_fragments(path: Path, out: Any) -> None:
+def _copy_joined(path: Path, out: Any) -> None:
     """Join newline-separated JSON records from `path` with commas, streaming."""
     first = True
     with open(path, "rb") as fragments:
@@ -293,3 +285,17 @@ def _copy_fragments(path: Path, out: Any) -> None:
                 out.write(b",")
             out.write(line.rstrip(b"\n"))
             first = False
+
+
+def _copy_numbered(path: Path, out: Any) -> None:
+    """`_copy_joined` for annotation records, each given its id (1, 2, …) as its first key."""
+    with open(path, "rb") as fragments:
+        for number, line in enumerate(fragments, 1):
+            out.write(b'%s{"id":%d,%s' % (b"," if number > 1 else b"", number, line[1:].rstrip(b"\n")))
+
+
+def _contains(path: Path, text: bytes) -> bool:
+    if path.stat().st_size == 0:
+        return False
+    with open(path, "rb") as stream, mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        return mapped.find(text) != -1

@@ -14,9 +14,9 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from lsflow.core.formats.base import CheckOutcome, CheckSpec, DatasetWriter, ExportContext, TaskItem
+from lsflow.core.formats.base import CheckOutcome, CheckSpec, DatasetWriter, ExportContext, Stream, TaskItem
 from lsflow.core.model import Annotation, Region
 from lsflow.core.text_spans import TokenizeError, TokenSpan, bio_tags, place_spans, text_of, tokenize
 
@@ -109,20 +109,13 @@ class ConllWriter(TextSpanWriter):
                         "every line is `token -X- _ TAG`, tags form valid BIO runs, and each written span "
                         "begins exactly one B- tag"),)
 
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self._stream: IO[str] = open(self.out_dir / RESULT_FILE, "w", encoding="utf-8", newline="\n")
-        self._stream.write(DOCSTART + "\n")
+    streams = {**TextSpanWriter.streams, "blocks": Stream(RESULT_FILE, header=f"{DOCSTART}\n".encode())}
 
     def write(self, item: TaskItem) -> None:
         for block in self.blocks(item):
             tags = bio_tags(len(block.tokens), block.spans)
-            for (start, end), tag in zip(block.tokens, tags):
-                self._stream.write(f"{block.text[start:end]} -X- _ {tag}\n")
-            self._stream.write("\n")
-
-    def close(self) -> None:
-        self._stream.close()
+            lines = [f"{block.text[start:end]} -X- _ {tag}\n" for (start, end), tag in zip(block.tokens, tags)]
+            self.append("blocks", ("".join(lines) + "\n").encode())
 
     @classmethod
     def check(cls, out_dir: Path, context: ExportContext) -> list[CheckOutcome]:

@@ -20,11 +20,11 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
-from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, TaskItem
+from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, Stream, TaskItem
 from lsflow.core.formats.json_min import AnnotationRecord, RecordWriter, annotator, cell_value
 from lsflow.core.json_text import compact_json
 
@@ -33,6 +33,7 @@ SEPARATOR_OPTION = "csv_multi_value_separator"
 COLUMNS_FILE = "columns.txt"  # the column names, one a line, written when the header is off
 ANNOTATION_COLUMNS = ("annotator", "annotation_id", "created_at", "updated_at", "lead_time")
 _FRAGMENT = ".rows.jsonl"
+_COLUMNS_FRAGMENT = ".columns.jsonl"
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
@@ -59,14 +60,14 @@ class CsvWriter(RecordWriter):
     delimiter = ","
     extension = "csv"
 
+    # Each row, and the column names it brings: the table's columns are those of every row.
+    streams = {**RecordWriter.streams, "rows": Stream(_FRAGMENT, temporary=True),
+               "columns": Stream(_COLUMNS_FRAGMENT, temporary=True)}
+
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.header = _flag(self.context.options.get(HEADER_OPTION, "true"), HEADER_OPTION)
         self.separator = self.context.options.get(SEPARATOR_OPTION) or None
-        self._fragment: IO[bytes] = open(self.out_dir / _FRAGMENT, "wb")
-        self._input_keys: set[str] = set()
-        self._output_keys: set[str] = set()
-        self._other_columns: set[str] = set(ANNOTATION_COLUMNS)
 
     def write(self, item: TaskItem) -> None:
         for record in self.records(item):
@@ -77,12 +78,10 @@ class CsvWriter(RecordWriter):
                     outputs[f"{name}_transcript"] = _chat_transcript(cell_value(results))
             inputs = {key: compact_json(v) if isinstance(v, (dict, list)) else v for key, v in record.data.items()}
             tail = self._annotation_columns(record)
-            self._input_keys.update(inputs)
-            self._output_keys.update(key for key in outputs if key in record.outputs)
-            self._other_columns.update(outputs, tail)
-            if record.task_id is not None:
-                self._other_columns.add("id")
-            self._fragment.write(orjson.dumps([record.task_id, outputs, inputs, tail]) + b"\n")
+            self.append("rows", orjson.dumps([record.task_id, outputs, inputs, tail]) + b"\n")
+            # The control tags' names too: a data key of the same name moves aside (see close).
+            self.append("columns", orjson.dumps([record.task_id is not None, list(inputs), list(record.outputs),
+                                                 [*outputs, *tail]]) + b"\n")
 
     def _cell(self, results: list[tuple[str, dict[str, Any]]]) -> Any:
         if self.separator is not None and all(tag_type in ("Choices", "TextArea") for tag_type, _ in results):
@@ -109,11 +108,21 @@ class CsvWriter(RecordWriter):
         return columns
 
     def close(self) -> None:
-        self._fragment.close()
         fragment = self.out_dir / _FRAGMENT
+        input_keys: set[str] = set()
+        output_keys: set[str] = set()
+        other_columns: set[str] = set(ANNOTATION_COLUMNS)
+        with open(self.out_dir / _COLUMNS_FRAGMENT, "rb") as names:
+            for line in dict.fromkeys(names):  # rows mostly repeat the same names
+                has_id, inputs, tag_names, others = orjson.loads(line)
+                input_keys.update(inputs)
+                output_keys.update(tag_names)
+                other_columns.update(others)
+                if has_id:
+                    other_columns.add("id")
         # A data key that is also a control tag's name keeps the tag's column; the data moves aside.
-        renamed = {key: f"_data_{key}" for key in self._input_keys & self._output_keys}
-        columns = sorted(self._other_columns | {renamed.get(key, key) for key in self._input_keys})
+        renamed = {key: f"_data_{key}" for key in input_keys & output_keys}
+        columns = sorted(other_columns | {renamed.get(key, key) for key in input_keys})
         position = {column: index for index, column in enumerate(columns)}
         id_position = position.get("id")
         with open(self.out_dir / f"result.{self.extension}", "w", encoding="utf-8", newline="") as table, \
@@ -133,7 +142,6 @@ class CsvWriter(RecordWriter):
                 for key, value in tail.items():
                     row[position[key]] = value
                 writer.writerow(row)
-        fragment.unlink()
         if not self.header:
             (self.out_dir / COLUMNS_FILE).write_text("".join(f"{c}\n" for c in columns), encoding="utf-8")
 

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import IO, Any
 
 import ijson
 import orjson
 
-from lsflow.core.formats.base import CheckOutcome, CheckSpec, DatasetWriter, ExportContext, TaskItem
+from lsflow.core.formats.base import CheckOutcome, CheckSpec, DatasetWriter, ExportContext, Stream, TaskItem
 
 RESULT_FILE = "result.json"
 _ENCODER = json.JSONEncoder(ensure_ascii=False)
@@ -33,24 +32,13 @@ class JsonWriter(DatasetWriter):
     description = "The Label Studio JSON export: every task with annotations, predictions and drafts, as exported"
     checks = (CheckSpec("json_tasks_complete", "result.json parses and holds every exported task"),)
 
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self._stream: IO[bytes] = open(self.out_dir / RESULT_FILE, "wb")
-        self._stream.write(b"[")
-        self._first = True
+    streams = {**DatasetWriter.streams, "tasks": Stream(RESULT_FILE, header=b"[", separator=b", ", footer=b"]")}
 
     def write(self, item: TaskItem) -> None:
-        if not self._first:
-            self._stream.write(b", ")
-        self._stream.write(_ENCODER.encode(item.task.raw).encode("utf-8"))
-        self._first = False
+        self.append("tasks", _ENCODER.encode(item.task.raw).encode("utf-8"))
         for annotation in item.annotations:
             for region in annotation.regions:
                 self.report.wrote((region.labels or [None])[0])
-
-    def close(self) -> None:
-        self._stream.write(b"]")
-        self._stream.close()
 
     @classmethod
     def check(cls, out_dir: Path, context: ExportContext) -> list[CheckOutcome]:

@@ -21,11 +21,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 import ijson
 
-from lsflow.core.formats.base import CheckOutcome, CheckSpec, DatasetWriter, ExportContext, TaskItem
+from lsflow.core.formats.base import CheckOutcome, CheckSpec, DatasetWriter, ExportContext, Stream, TaskItem
 from lsflow.core.json_text import indented_json
 from lsflow.core.model import Annotation
 
@@ -166,11 +166,7 @@ class JsonMinWriter(RecordWriter):
     description = "Label Studio's JSON-MIN: one flat record per annotation (task data + a value per control)"
     checks = (CheckSpec("json_min_records", "result.json parses and holds a record per exported annotation"),)
 
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self._stream: IO[bytes] = open(self.out_dir / RESULT_FILE, "wb")
-        self._stream.write(b"[\n")
-        self._first = True
+    streams = {**RecordWriter.streams, "records": Stream(RESULT_FILE, header=b"[\n", separator=b",\n", footer=b"\n]")}
 
     def write(self, item: TaskItem) -> None:
         for record in self.records(item):
@@ -184,14 +180,7 @@ class JsonMinWriter(RecordWriter):
                 document[key] = record.field("id" if key == "annotation_id" else key)
             if record.agreement is not None:
                 document["agreement"] = record.agreement[0]
-            if not self._first:
-                self._stream.write(b",\n")
-            self._stream.write(indented_json(document))
-            self._first = False
-
-    def close(self) -> None:
-        self._stream.write(b"\n]")
-        self._stream.close()
+            self.append("records", indented_json(document))
 
     @classmethod
     def check(cls, out_dir: Any, context: ExportContext) -> list[CheckOutcome]:

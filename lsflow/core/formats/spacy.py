@@ -43,6 +43,8 @@ class SpacyWriter(TextSpanWriter):
     description = "spaCy DocBins of the named-entity spans (original text, Label Studio's tokens)"
     checks = (CheckSpec("spacy_docbin_loads", "spaCy loads every DocBin; entity count and labels match the export"),)
 
+    per_task = False  # docs are batched into DocBins of DOCS_PER_PART, numbered across tasks
+
     def __init__(self, *args: Any) -> None:
         _spacy()  # fail before any file is written
         super().__init__(*args)
@@ -52,6 +54,8 @@ class SpacyWriter(TextSpanWriter):
         self._doc_bin, self._vocab = DocBin, Vocab()
         self._bin = self._new_bin()
         self._parts = 0
+
+    def prepare(self) -> None:
         (self.out_dir / CORPUS_DIR).mkdir()
 
     def write(self, item: TaskItem) -> None:

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import orjson
 import yaml
 
-from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, TaskItem, file_stem, write_file
+from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, TaskItem, file_stem
 from lsflow.core.formats.vision import IMAGES_READABLE, VisionWriter, check_images_readable, read_files_mapping
 from lsflow.core.geometry import Envelope, Point
 from lsflow.core.label_config import ClassList
@@ -82,8 +82,7 @@ class UltralyticsWriter(VisionWriter):
                                             "that exist; train and val are not empty", blocking=False),
         ) + ((IMAGES_READABLE,) if cls.copies_images else ())
 
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
+    def prepare(self) -> None:
         for split, _ in SPLITS:
             (self.out_dir / "images" / split).mkdir(parents=True)
             (self.out_dir / "labels" / split).mkdir(parents=True)
@@ -113,11 +112,10 @@ class UltralyticsWriter(VisionWriter):
                 return
             image_file = copied.relative_to(self.out_dir).as_posix()
         label_file = f"labels/{split}/{file_stem(item.file_name)}.txt"
-        write_file(f"{self.out_dir}/{label_file}", "".join(self.rows(item)).encode())
+        self.task_file(label_file, "".join(self.rows(item)).encode())
         self.record_files(item, image_file, [label_file])
 
     def close(self) -> None:
-        super().close()
         names = names_in_id_order(self.context.classes)
         (self.out_dir / "classes.txt").write_text("".join(f"{name}\n" for name in names), encoding="utf-8")
         notes = {

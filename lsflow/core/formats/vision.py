@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 from PIL import Image, UnidentifiedImageError
 
-from lsflow.core.formats.base import CheckOutcome, CheckSpec, DatasetWriter, TaskItem
+from lsflow.core.formats.base import CheckOutcome, CheckSpec, DatasetWriter, Stream, TaskItem
 from lsflow.core.geometry import Point
 from lsflow.core.label_config import SHAPE_CONTROLS
 from lsflow.core.model import Annotation, Region
@@ -52,14 +52,11 @@ class VisionWriter(DatasetWriter):
     copies_images: ClassVar[bool] = False
     object_tags = frozenset({"image"})
     control_tags = SHAPE_CONTROLS | {"labels"}
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self._files = open(self.out_dir / FILES_FILE, "wb")
+    streams = {**DatasetWriter.streams, "files": Stream(FILES_FILE)}
 
     def record_files(self, item: TaskItem, image_file: str | None, label_files: Iterable[str]) -> None:
         size = item.image_size
-        self._files.write(orjson.dumps({
+        self.append("files", orjson.dumps({
             "task": item.task.id,
             "image": item.image_ref,
             "image_file": image_file,
@@ -67,9 +64,6 @@ class VisionWriter(DatasetWriter):
             "height": size.height if size else None,
             "label_files": list(label_files),
         }) + b"\n")
-
-    def close(self) -> None:
-        self._files.close()
 
     def take_image(self, item: TaskItem, directory: Path) -> Path | None:
         """Copy the task's image into `directory`; None after leaving the task out when it cannot."""
@@ -97,7 +91,7 @@ class VisionWriter(DatasetWriter):
                   f"{SHAPE_NAMES[shape.kind]} are exported by {formats}, not {self.name}")
 
     def skip_task(self, item: TaskItem, reason: str) -> None:
-        self.report.images_skipped[reason] += 1
+        self.report.skip_image(reason)
         for annotation in item.annotations:
             for region in annotation.regions:
                 self.drop(item, annotation, region, reason)

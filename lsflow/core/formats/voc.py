@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-from lsflow.core.formats.base import CheckOutcome, CheckSpec, TaskItem, file_stem, write_file
+from lsflow.core.formats.base import CheckOutcome, CheckSpec, TaskItem, file_stem
 from lsflow.core.formats.vision import IMAGE_SIZE_UNKNOWN, VisionWriter
 from lsflow.core.geometry import clip_envelope
 
@@ -26,6 +26,16 @@ class VocWriter(VisionWriter):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
+        self._object_starts: dict[str, str] = {}  # by class name: the same few lines, escaped once
+
+    def _object_start(self, name: str) -> str:
+        start = self._object_starts.get(name)
+        if start is None:
+            start = self._object_starts[name] = (f"  <object>\n{_text_element('    ', 'name', name)}"
+                                                 "    <pose>Unspecified</pose>\n")
+        return start
+
+    def prepare(self) -> None:
         (self.out_dir / "Annotations").mkdir()
         (self.out_dir / "images").mkdir()
 
@@ -50,7 +60,7 @@ class VocWriter(VisionWriter):
             objects.append((found[1], clipped, pixels))
             self.report.wrote(found[1], clipped=clipped)
         if item.image_size is None:  # no regions could be placed either: each was dropped for the missing size
-            self.report.images_skipped[IMAGE_SIZE_UNKNOWN] += 1
+            self.report.skip_image(IMAGE_SIZE_UNKNOWN)
             return
         parts = [
             "<?xml version='1.0' encoding='utf-8'?>\n<annotation>\n  <folder>images</folder>\n",
@@ -64,14 +74,13 @@ class VocWriter(VisionWriter):
         ]
         for name, clipped, (xmin, ymin, xmax, ymax) in objects:
             parts.append(
-                f"  <object>\n{_text_element('    ', 'name', name)}    <pose>Unspecified</pose>\n"
-                f"    <truncated>{1 if clipped else 0}</truncated>\n    <difficult>0</difficult>\n"
+                f"{self._object_start(name)}    <truncated>{1 if clipped else 0}</truncated>\n    <difficult>0</difficult>\n"
                 f"    <bndbox>\n      <xmin>{xmin}</xmin>\n      <ymin>{ymin}</ymin>\n      <xmax>{xmax}</xmax>\n"
                 f"      <ymax>{ymax}</ymax>\n    </bndbox>\n  </object>\n"
             )
         parts.append("</annotation>")
         label_file = f"Annotations/{file_stem(item.file_name)}.xml"
-        write_file(self.out_dir / label_file, "".join(parts).encode())
+        self.task_file(label_file, "".join(parts).encode())
         self.record_files(item, f"images/{item.file_name}", [label_file])
 
     @classmethod

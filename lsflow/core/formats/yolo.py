@@ -45,3 +45,4 @@ class YoloWithImagesWriter(YoloWriter):
     description = "YOLO detection labels with the task images copied into images/<split>/"
     copies_images = True
     reads_media = True
+    per_task = False  # the copies come from the media, which can change without the task

@@ -46,3 +46,4 @@ class YoloObbWithImagesWriter(YoloObbWriter):
     description = "YOLO oriented boxes with the task images copied into images/<split>/"
     copies_images = True
     reads_media = True
+    per_task = False  # the copies come from the media, which can change without the task

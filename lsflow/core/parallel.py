@@ -1,0 +1,166 @@
+"""Writing tasks in worker processes, for the formats whose task output depends on the task alone.
+
+The pipeline hands a worker a batch of tasks as JSON, each with its image file name and size; the
+worker parses them, writes them with its own writers (task files go straight into the staging
+folders, which all processes share) and returns each task's records and account. The pipeline puts
+those in place in task order, exactly as if it had written the tasks itself. A format that the
+worker writes for every task of the batch comes back as one `BatchOutput`: the batch's records
+joined, its accounting added up, so the pipeline handles it once rather than task by task.
+Workers are forked, so they start with the pipeline's context and no pickling of it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from dataclasses import dataclass, field
+from multiprocessing.pool import AsyncResult
+from pathlib import Path
+from typing import NamedTuple
+
+import orjson
+
+from lsflow.core.formats import writer_class
+from lsflow.core.formats.base import DatasetWriter, ExportContext, TaskItem, TaskOutput
+from lsflow.core.model import Task
+from lsflow.core.report import RegionReport, TaskSelection
+from lsflow.core.reuse import KeptOutput
+from lsflow.core.selection import AnnotationPolicy
+from lsflow.core.shapes import ImageSize
+from lsflow.core.streams import Span
+
+# (position in the export, the task's JSON, its image reference, image file name, image size,
+#  indexes of the writers to run)
+Job = tuple[int, bytes, str | None, str, ImageSize | None, tuple[int, ...]]
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def can_fork() -> bool:
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+class BatchOutput(NamedTuple):
+    """One format's share of a whole batch."""
+
+    records: dict[str, bytes]  # stream → every task's records, joined by the stream's separator
+    report: RegionReport  # the batch's accounting
+    # When the export keeps task outputs for reuse: each task's spans (within `records`), files, account.
+    tasks: list[KeptOutput] | None
+
+
+def write_task(writer: DatasetWriter, item: TaskItem, selection: TaskSelection) -> TaskOutput:
+    writer.write(item)
+    return writer.take_output(selection)
+
+
+class _BatchJoin:
+    """A format's outputs of consecutive tasks joined into one `BatchOutput`."""
+
+    def __init__(self, writer: DatasetWriter, keep_tasks: bool):
+        self.writer = writer
+        self.chunks: dict[str, list[bytes]] = {name: [] for name in writer.streams}
+        self.lengths = dict.fromkeys(writer.streams, 0)
+        self.report = RegionReport(writer.name)
+        self.tasks: list[KeptOutput] | None = [] if keep_tasks else None
+
+    def add(self, output: TaskOutput) -> None:
+        self.report.add_task(output.account)
+        spans: list[Span] = []
+        for name, stream in self.writer.streams.items():
+            records = output.records.get(name)
+            chunks = self.chunks[name]
+            if not records:
+                spans.append((self.lengths[name], 0))
+                continue
+            start = self.lengths[name] + (len(stream.separator) if chunks else 0)
+            chunks.append(records)
+            self.lengths[name] = start + len(records)
+            spans.append((start, len(records)))
+        if self.tasks is not None:
+            self.tasks.append(KeptOutput(spans, output.files, output.account))
+
+    def output(self) -> BatchOutput:
+        records = {name: self.writer.streams[name].separator.join(chunks)
+                   for name, chunks in self.chunks.items() if chunks}
+        return BatchOutput(records, self.report, self.tasks)
+
+
+@dataclass
+class _WorkerSetup:
+    formats: list[tuple[str, Path]]  # (format, its staging folder), by writer index
+    context: ExportContext
+    policy: AnnotationPolicy
+    keeping: frozenset[int]  # the formats whose task outputs are kept for reuse
+    writers: list[DatasetWriter] = field(default_factory=list)  # made in the worker, on its first batch
+
+
+_SETUP: _WorkerSetup | None = None  # set while a pool exists; each worker inherits it when forked
+
+
+def _writers() -> list[DatasetWriter]:
+    setup = _SETUP
+    if not setup.writers:
+        setup.writers = [writer_class(name)(out_dir, setup.context, RegionReport(name)) for name, out_dir in setup.formats]
+    return setup.writers
+
+
+def _write_batch(jobs: list[Job], whole: frozenset[int]) -> tuple[list[dict[int, TaskOutput]], dict[int, BatchOutput]]:
+    """Per job, the outputs of the formats written for only part of the batch; the `whole` ones joined."""
+    setup = _SETUP
+    _writers()
+    joins = {index: _BatchJoin(setup.writers[index], index in setup.keeping) for index in whole}
+    outputs = []
+    for position, raw, image_ref, file_name, size, indexes in jobs:
+        task = Task.from_dict(orjson.loads(raw), position)
+        item, selection = TaskItem.select(task, setup.policy, image_ref, file_name, size)
+        single = {}
+        for index in indexes:
+            output = write_task(setup.writers[index], item, selection)
+            if index in joins:
+                joins[index].add(output)
+            else:
+                single[index] = output
+        outputs.append(single)
+    return outputs, {index: join.output() for index, join in joins.items()}
+
+
+def _close_writer(index: int, dataset_date: str) -> None:
+    writer = _writers()[index]
+    writer.dataset_date = dataset_date
+    writer.close()
+
+
+class TaskWriterPool:
+    """`processes` forked workers writing batches of tasks with the writers of `formats`."""
+
+    def __init__(self, formats: list[tuple[str, Path]], context: ExportContext, policy: AnnotationPolicy,
+                 keeping: frozenset[int], processes: int):
+        global _SETUP
+        _SETUP = _WorkerSetup(formats, context, policy, keeping)
+        try:
+            self._pool = multiprocessing.get_context("fork").Pool(processes)
+        except BaseException:
+            _SETUP = None
+            raise
+
+    def submit(self, jobs: list[Job], whole: frozenset[int]) -> AsyncResult:
+        """Write `jobs`; the formats in `whole` are written for every task of the batch. The outputs
+        come from `.get()`, which raises a worker's exception (an export error naming the task) here."""
+        return self._pool.apply_async(_write_batch, (jobs, whole))
+
+    def close_writer(self, index: int, dataset_date: str) -> AsyncResult:
+        """The writer's `close` (assembling its aggregate files from the streams) in a worker."""
+        return self._pool.apply_async(_close_writer, (index, dataset_date))
+
+    def close(self, finished: bool) -> None:
+        """Wait for the workers to exit (`finished`), or stop them at once."""
+        global _SETUP
+        if finished:
+            self._pool.close()
+        else:
+            self._pool.terminate()
+        self._pool.join()
+        _SETUP = None

@@ -1,0 +1,80 @@
+"""The aggregate files of a dataset being written: each task's records appended in task order.
+
+A `StreamSink` knows where every task's records landed (offset, length), so the next export can
+copy an unchanged task's records out of this file instead of making them again; consecutive
+unchanged tasks are copied as one range, separators included.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import BinaryIO
+
+from lsflow.core.formats.base import Stream
+
+_COPY_CHUNK = 1 << 20
+
+Span = tuple[int, int]  # (offset, length) of a task's records in a stream file; length 0: none
+
+
+class StreamSink:
+    def __init__(self, path: Path, stream: Stream):
+        self._file = open(path, "wb")
+        self._file.write(stream.header)
+        self._separator = stream.separator
+        self._footer = stream.footer
+        self._position = len(stream.header)  # where the next byte goes, counting the range not yet copied
+        self._empty = True
+        self._run: tuple[BinaryIO, int, int] | None = None  # (earlier file, start, end) still to copy
+
+    def add(self, records: bytes) -> Span:
+        """Append a task's records (already joined by the separator)."""
+        if not records:
+            return (self._position, 0)
+        self._copy_run()
+        if not self._empty:
+            self._file.write(self._separator)
+            self._position += len(self._separator)
+        self._file.write(records)
+        start, self._position, self._empty = self._position, self._position + len(records), False
+        return (start, len(records))
+
+    def copy(self, source: BinaryIO, span: Span) -> Span:
+        """Append a task's records from an earlier file of this stream (`span` is where they are there)."""
+        start, length = span
+        if not length:
+            return (self._position, 0)
+        run = self._run
+        if run is not None and run[0] is source and run[2] + len(self._separator) == start:
+            # The next task of the same run: the separator between the two is in the earlier file too.
+            self._run = (source, run[1], start + length)
+            self._position += len(self._separator)
+        else:
+            self._copy_run()
+            if not self._empty:
+                self._file.write(self._separator)
+                self._position += len(self._separator)
+            self._run = (source, start, start + length)
+        new_start, self._position, self._empty = self._position, self._position + length, False
+        return (new_start, length)
+
+    def close(self) -> None:
+        self._copy_run()
+        self._file.write(self._footer)
+        self._file.close()
+
+    def abandon(self) -> None:
+        self._file.close()
+
+    def _copy_run(self) -> None:
+        if self._run is None:
+            return
+        source, start, end = self._run
+        self._run = None
+        source.seek(start)
+        while start < end:
+            chunk = source.read(min(_COPY_CHUNK, end - start))
+            if not chunk:
+                raise ValueError(f"{source.name} ends at byte {start}, before the records kept from it")
+            self._file.write(chunk)
+            start += len(chunk)
