@@ -2,6 +2,7 @@
 
     lsflow convert EXPORT.json --format COCO,YOLO --out DIR [--config XML] [--media-root DIR]
                    [--allow-host HOST ...] [--cache-dir DIR] [--local-files-root DIR] [--option NAME=VALUE ...]
+                   [--workers N]
     lsflow export PROJECT_ID FORMAT --path DIR [--full] [--media-root DIR] [--annotations POLICY] [--option NAME=VALUE ...]
     lsflow partitions add [PROJECT_ID ...]
 """
@@ -20,8 +21,9 @@ from lsflow.core.export import export_context, export_datasets
 from lsflow.core.formats import UnknownFormatError, parse_formats, writer_class
 from lsflow.core.label_config import LabelConfig, LabelConfigError
 from lsflow.core.model import ExportFormatError
+from lsflow.core.parallel import usable_cores
 from lsflow.core.selection import POLICIES, AnnotationPolicy
-from lsflow.sources.export_file import iter_export_tasks
+from lsflow.sources.export_file import iter_export_entries, iter_export_tasks
 from lsflow.sources.media import MediaOutcome, MediaReport, MediaResolver, media_keys, media_references
 from lsflow.sources.media_download import DownloadLimits
 
@@ -73,10 +75,12 @@ def main() -> None:
               help=f"Which annotations of a task to export: {', '.join(POLICIES)}.")
 @click.option("--option", "option_pairs", multiple=True, metavar="NAME=VALUE",
               help="A writer option, e.g. csv_header=false or csv_multi_value_separator='|' (CSV/TSV). Repeatable.")
+@click.option("--workers", type=click.IntRange(min=1), default=usable_cores, show_default="the usable cores",
+              help="Processes writing tasks (1: all in this one).")
 def convert(export_file: Path, formats: str, out_dir: Path, config_path: Path | None, media_root: Path | None,
             local_files_root: Path | None, label_studio_url: str | None, allowed: tuple[str, ...],
             cache_dir: Path | None, max_file_mb: float, media_timeout: float, prefetch_media: bool | None,
-            policy_text: str, option_pairs: tuple[str, ...]) -> None:
+            policy_text: str, option_pairs: tuple[str, ...], workers: int) -> None:
     """Convert a Label Studio JSON export into one or more dataset formats, in one pass.
 
     Task media (for image sizes, *_WITH_IMAGES copies, audio durations) is read from --media-root and
@@ -100,7 +104,8 @@ def convert(export_file: Path, formats: str, out_dir: Path, config_path: Path | 
                 _prefetch(media, media_references(iter_export_tasks(export_file), media_keys(config)))
             context = replace(export_context(config, lambda: iter_export_tasks(export_file), media=media),
                               options=options)
-            results = export_datasets(iter_export_tasks(export_file), names, out_dir, context, policy)
+            results = export_datasets(iter_export_entries(export_file, context.image_key), names, out_dir, context,
+                                      policy, workers=workers)
     except (ExportFormatError, UnknownFormatError, LabelConfigError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     for name, result in results.items():
