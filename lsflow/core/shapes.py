@@ -57,10 +57,18 @@ def is_image_region(region: Region) -> bool:
     return region.type == "labels" and all(k in region.value for k in _IMAGE_LABELS_KEYS)
 
 
+_SIZES: dict[tuple, ImageSize] = {}  # a project has a few image sizes and many regions
+
+
 def region_image_size(region: Region, fallback: ImageSize | None) -> ImageSize:
     width, height = region.original_width, region.original_height
     if width and height:
-        return ImageSize(int(width), int(height))
+        size = _SIZES.get((width, height))
+        if size is None:
+            size = ImageSize(int(width), int(height))
+            if len(_SIZES) < 4096:
+                _SIZES[(width, height)] = size
+        return size
     if fallback is not None:
         return fallback
     raise RegionDrop("missing original_width/original_height and the image is not reachable to read them")
@@ -69,7 +77,7 @@ def region_image_size(region: Region, fallback: ImageSize | None) -> ImageSize:
 def to_shape(region: Region, fallback_size: ImageSize | None = None) -> Shape:
     """The region in pixels, or RegionDrop saying why it has no image shape."""
     kind = region.type
-    if not is_image_region(region):
+    if kind not in _IMAGE_TYPES and not is_image_region(region):
         raise RegionDrop(f"'{kind or 'untyped'}' region has no image geometry")
     size = region_image_size(region, fallback_size)
     width, height = size

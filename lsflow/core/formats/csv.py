@@ -37,6 +37,17 @@ _COLUMNS_FRAGMENT = ".columns.jsonl"
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
+def csv_cell(value: Any) -> str:
+    """A cell as `csv.writer(quoting=csv.QUOTE_NONNUMERIC)` writes it: numbers bare, the rest quoted."""
+    if isinstance(value, str):
+        return f'"{value.replace(chr(34), chr(34) * 2)}"' if '"' in value else f'"{value}"'
+    if value is None:
+        return '""'
+    if isinstance(value, (int, float)):  # booleans too, as the csv module counts them
+        return str(value)
+    return csv_cell(str(value))
+
+
 def _chat_transcript(messages: Any) -> str:
     """`role: content` lines, as Label Studio writes a chat's transcript column."""
     lines = []
@@ -78,7 +89,10 @@ class CsvWriter(RecordWriter):
                     outputs[f"{name}_transcript"] = _chat_transcript(cell_value(results))
             inputs = {key: compact_json(v) if isinstance(v, (dict, list)) else v for key, v in record.data.items()}
             tail = self._annotation_columns(record)
-            self.append("rows", orjson.dumps([record.task_id, outputs, inputs, tail]) + b"\n")
+            # Cells written as they will stand in the table (the workers of a pass share this work).
+            cells = [None if record.task_id is None else csv_cell(record.task_id),
+                     *({key: csv_cell(value) for key, value in part.items()} for part in (outputs, inputs, tail))]
+            self.append("rows", orjson.dumps(cells) + b"\n")
             # The control tags' names too: a data key of the same name moves aside (see close).
             self.append("columns", orjson.dumps([record.task_id is not None, list(inputs), list(record.outputs),
                                                  [*outputs, *tail]]) + b"\n")
@@ -125,14 +139,14 @@ class CsvWriter(RecordWriter):
         columns = sorted(other_columns | {renamed.get(key, key) for key in input_keys})
         position = {column: index for index, column in enumerate(columns)}
         id_position = position.get("id")
+        delimiter, empty = self.delimiter, csv_cell("")  # csv.DictWriter writes "" for a missing key
         with open(self.out_dir / f"result.{self.extension}", "w", encoding="utf-8", newline="") as table, \
                 open(fragment, "rb") as rows:
-            writer = csv.writer(table, quoting=csv.QUOTE_NONNUMERIC, delimiter=self.delimiter, lineterminator="\r\n")
             if self.header:
-                writer.writerow(columns)
+                table.write(delimiter.join(map(csv_cell, columns)) + "\r\n")
             for line in rows:
                 task_id, outputs, inputs, tail = orjson.loads(line)
-                row: list[Any] = [""] * len(columns)  # what csv.DictWriter writes for a missing key
+                row = [empty] * len(columns)
                 if task_id is not None:
                     row[id_position] = task_id
                 for key, value in outputs.items():
@@ -141,7 +155,7 @@ class CsvWriter(RecordWriter):
                     row[position[renamed.get(key, key)]] = value
                 for key, value in tail.items():
                     row[position[key]] = value
-                writer.writerow(row)
+                table.write(delimiter.join(row) + "\r\n")
         if not self.header:
             (self.out_dir / COLUMNS_FILE).write_text("".join(f"{c}\n" for c in columns), encoding="utf-8")
 
