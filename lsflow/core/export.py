@@ -12,6 +12,7 @@ not change: its records are copied out of the previous stream files and its own 
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import shutil
@@ -19,6 +20,7 @@ import uuid
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.pool import AsyncResult
 from pathlib import Path, PurePosixPath
@@ -43,6 +45,7 @@ from lsflow.core.task_entries import TaskEntry, entry_of
 BATCH_TASKS = 256  # tasks per batch handed to a worker
 # A pass starts workers only once this many tasks were written without them: small exports never fork.
 PARALLEL_AFTER = BATCH_TASKS
+GC_THRESHOLD = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +179,8 @@ def export_datasets(
     try:
         for name in formats:
             builds.append(_FormatBuild(name, staging, out_root, context, policy, reuse_dir))
-        _Pass(builds, context, policy, workers if can_fork() else 1).run(tasks)
+        with _fewer_collections():
+            _Pass(builds, context, policy, workers if can_fork() else 1).run(tasks)
         results = {}
         for build in builds:
             results[build.name] = build.publish()
@@ -187,6 +191,18 @@ def export_datasets(
             for build in builds:
                 build.abandon()
         shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """A pass makes millions of short-lived objects, freed as they go; the garbage collector's default
+    of a young-generation sweep every 700 of them cost a tenth of the pass."""
+    thresholds = gc.get_threshold()
+    gc.set_threshold(GC_THRESHOLD, *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
 
 
 class _FormatBuild:

@@ -11,6 +11,7 @@ Workers are forked, so they start with the pipeline's context and no pickling of
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 from dataclasses import dataclass, field
@@ -140,10 +141,14 @@ class TaskWriterPool:
                  keeping: frozenset[int], processes: int):
         global _SETUP
         _SETUP = _WorkerSetup(formats, context, policy, keeping)
+        # What exists now is shared with the workers page by page until written; the collector would
+        # write to every object it looks at, so it is told to leave these alone.
+        gc.freeze()
         try:
             self._pool = multiprocessing.get_context("fork").Pool(processes)
         except BaseException:
             _SETUP = None
+            gc.unfreeze()
             raise
 
     def submit(self, jobs: list[Job], whole: frozenset[int]) -> AsyncResult:
@@ -164,3 +169,4 @@ class TaskWriterPool:
             self._pool.terminate()
         self._pool.join()
         _SETUP = None
+        gc.unfreeze()
