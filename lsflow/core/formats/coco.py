@@ -102,12 +102,13 @@ class CocoWriter(VisionWriter):
         category_id, label = found
         width, height = shape.image.width, shape.image.height
         if shape.kind == "box" and shape.rotation % 360 == 0:
-            box = shape.envelope
-            if box.xmin >= 0 and box.ymin >= 0 and box.xmax <= width and box.ymax <= height and box.area > 0:
+            xmin, ymin, xmax, ymax = shape.envelope
+            box_width, box_height = xmax - xmin, ymax - ymin
+            if xmin >= 0 and ymin >= 0 and xmax <= width and ymax <= height and box_width * box_height > 0:
                 # Most boxes: upright and inside the image, nothing to clip or to outline.
                 self.report.wrote(label)
-                return self._object(item, annotation, shape, category_id, [],
-                                    [box.xmin, box.ymin, box.width, box.height], box.area)
+                return self._object(item, annotation, shape, category_id, [], [xmin, ymin, box_width, box_height],
+                                    box_width * box_height)
         clipped_points = list(shape.points)
         if not is_inside(shape.points, width, height):
             clipped_points = clip_polygon(shape.points, width, height)

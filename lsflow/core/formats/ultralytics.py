@@ -55,8 +55,9 @@ def names_in_id_order(classes: ClassList) -> list[str]:
 
 def box_columns(class_id: int, box: Envelope, width: int, height: int) -> str:
     """`class x_center y_center width height`, normalized: a detection row, and the start of a pose row."""
-    return (f"{class_id} {(box.xmin + box.xmax) / 2 / width:.6f} {(box.ymin + box.ymax) / 2 / height:.6f} "
-            f"{box.width / width:.6f} {box.height / height:.6f}")
+    xmin, ymin, xmax, ymax = box  # unpacked: the Envelope properties are function calls, per region
+    return "%d %.6f %.6f %.6f %.6f" % (class_id, (xmin + xmax) / 2 / width, (ymin + ymax) / 2 / height,
+                                       (xmax - xmin) / width, (ymax - ymin) / height)
 
 
 def normalized(points: list[Point] | tuple[Point, ...], width: int, height: int) -> str:

@@ -48,14 +48,13 @@ class VocWriter(VisionWriter):
             found = self.class_id(item, annotation, shape.region)
             if found is None:
                 continue
-            box = clip_envelope(shape.envelope, shape.image.width, shape.image.height)
+            width, height = shape.image
+            box = clip_envelope(shape.envelope, width, height)
             if box is None:
                 self.drop(item, annotation, shape.region, "no area inside the image")
                 continue
-            pixels = (
-                math.floor(box.xmin), math.floor(box.ymin),
-                min(math.ceil(box.xmax), shape.image.width), min(math.ceil(box.ymax), shape.image.height),
-            )
+            xmin, ymin, xmax, ymax = box
+            pixels = (math.floor(xmin), math.floor(ymin), min(math.ceil(xmax), width), min(math.ceil(ymax), height))
             clipped = box != shape.envelope
             objects.append((found[1], clipped, pixels))
             self.report.wrote(found[1], clipped=clipped)
