@@ -7,7 +7,13 @@
   reason it has none;
 - `manifest.json`: where the data came from and what it holds.
 
-Rows are written in batches while tasks stream past; memory holds one batch.
+Rows are written in batches while tasks stream past; memory holds one batch. An incremental
+snapshot is upserted table by table (`upsert_store`): the rows of unchanged tasks are copied as they
+are, without parsing a task again.
+
+Label Studio serializes each prediction with `created_ago` ("5 minutes"), the time since it was
+made at the moment of the export: the store leaves it out, so a task's content (and its hash) does
+not change while it merely ages.
 """
 
 from __future__ import annotations
@@ -20,14 +26,19 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lsflow.core.model import Task
-from lsflow.core.shapes import RegionDrop, to_shape
-from lsflow.core.task_entries import image_reference, known_image_size
+from lsflow.core.shapes import ImageSize, RegionDrop, to_shape
+from lsflow.core.task_entries import TaskEntry, image_reference, known_image_size
 
 MANIFEST_FILE = "manifest.json"
+# The layout of the tables; a store of another version is not upserted into (the next export is full).
+STORE_VERSION = 2
 BATCH_TASKS = 1000
+# Time-relative fields Label Studio adds to a task's annotations, predictions and drafts when exporting.
+EXPORT_TIME_FIELDS = ("created_ago",)
 
 TASKS_SCHEMA = pa.schema([
     ("task_id", pa.int64()), ("updated_at", pa.string()), ("image_ref", pa.string()),
@@ -42,6 +53,7 @@ ANNOTATIONS_SCHEMA = pa.schema([
 ])
 REGIONS_SCHEMA = pa.schema([
     ("task_id", pa.int64()), ("annotation_id", pa.int64()), ("kind", pa.string()),
+    ("annotation_cancelled", pa.bool_()),
     ("region_id", pa.string()), ("from_name", pa.string()), ("to_name", pa.string()),
     ("type", pa.string()), ("label", pa.string()), ("labels", pa.list_(pa.string())),
     ("shape", pa.string()), ("rotation", pa.float64()), ("points_px", pa.list_(pa.float64())),
@@ -72,66 +84,175 @@ class StoreChanges:
     deleted: int = 0
 
 
-def content_hash(task: Task) -> str:
-    return hashlib.sha256(orjson.dumps(task.raw, option=orjson.OPT_SORT_KEYS)).hexdigest()
+def stored_raw(raw: dict[str, Any]) -> dict[str, Any]:
+    """The task as the store keeps it: as exported, without the export-time fields."""
+    copied = None
+    for key in ("annotations", "predictions", "drafts"):
+        items = raw.get(key)
+        if not isinstance(items, list) or not any(isinstance(i, dict) and _has_export_time(i) for i in items):
+            continue
+        copied = copied if copied is not None else dict(raw)
+        copied[key] = [{k: v for k, v in i.items() if k not in EXPORT_TIME_FIELDS} if isinstance(i, dict) else i
+                       for i in items]
+    return raw if copied is None else copied
+
+
+def _has_export_time(item: dict[str, Any]) -> bool:
+    return any(field in item for field in EXPORT_TIME_FIELDS)
+
+
+def content_hash(raw: dict[str, Any]) -> str:
+    """Of the stored task: equal exactly when the task's content is."""
+    return hashlib.sha256(orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class _Rows:
+    """Rows of the three tables, tuples in schema order: building a dict per row and letting pyarrow
+    look every key up again cost more than the rest of the store."""
+
+    def __init__(self, image_key: str | None):
+        self.image_key = image_key
+        self.tasks: list[tuple] = []
+        self.annotations: list[tuple] = []
+        self.regions: list[tuple] = []
+
+    def add(self, task: Task) -> tuple[str, ImageSize | None]:
+        """The task's rows; (its content hash, its image size)."""
+        raw = stored_raw(task.raw)
+        digest = content_hash(raw)
+        size = known_image_size(raw)
+        self.tasks.append((task.id, task.updated_at, image_reference(task.data, self.image_key),
+                           size.width if size else None, size.height if size else None, digest, orjson.dumps(raw)))
+        for annotation in task.annotations + task.predictions:
+            kind = "prediction" if annotation.is_prediction else "annotation"
+            extra = annotation.raw
+            self.annotations.append((
+                task.id, annotation.id, kind, annotation.was_cancelled, annotation.ground_truth,
+                orjson.dumps(annotation.completed_by).decode(), annotation.created_at, annotation.updated_at,
+                _number(extra.get("lead_time")), _text(extra.get("model_version")), _number(extra.get("score")),
+                len(annotation.regions),
+            ))
+            for region in annotation.regions:
+                self.regions.append(_region_row(task, annotation.id, kind, annotation.was_cancelled, region, size))
+        return digest, size
+
+    def tables(self) -> dict[str, pa.Table]:
+        tables = {}
+        for (name, schema), rows in zip(TABLES.items(), (self.tasks, self.annotations, self.regions)):
+            columns = zip(*rows) if rows else [[] for _ in schema]
+            tables[name] = pa.Table.from_arrays([pa.array(column, type=field.type)
+                                                 for column, field in zip(columns, schema)], schema=schema)
+            rows.clear()
+        return tables
+
+    def __len__(self) -> int:
+        return len(self.tasks)
 
 
 def write_store(tasks: Iterable[Task], directory: Path, image_key: str | None, manifest: dict[str, Any]) -> StoreSummary:
     """Write the three tables and the manifest into `directory` (which must be empty or new)."""
     directory.mkdir(parents=True, exist_ok=True)
-    writers = {name: pq.ParquetWriter(directory / f"{name}.parquet", schema) for name, schema in TABLES.items()}
-    # Rows are tuples in schema order, turned into columns at each flush: building a dict per row and
-    # letting pyarrow look every key up again cost more than the rest of the store.
-    rows: dict[str, list[tuple]] = {name: [] for name in TABLES}
-    task_rows, annotation_rows, region_rows = rows["tasks"], rows["annotations"], rows["regions"]
-    counts = {"tasks": 0, "annotations": 0, "predictions": 0, "regions": 0}
-    labels: dict[str, int] = {}
-    task_hashes = hashlib.sha256()
-    max_updated_at = None
+    writers = _writers(directory)
+    rows = _Rows(image_key)
     try:
         for task in tasks:
-            digest = content_hash(task)
-            task_hashes.update(f"{task.id}:{digest}\n".encode())
-            if task.updated_at and (max_updated_at is None or task.updated_at > max_updated_at):
-                max_updated_at = task.updated_at
-            size = known_image_size(task.raw)
-            task_rows.append((
-                task.id, task.updated_at, image_reference(task.data, image_key),
-                size.width if size else None, size.height if size else None, digest, orjson.dumps(task.raw),
-            ))
-            counts["tasks"] += 1
-            for annotation in task.annotations + task.predictions:
-                kind = "prediction" if annotation.is_prediction else "annotation"
-                counts["predictions" if annotation.is_prediction else "annotations"] += 1
-                raw = annotation.raw
-                annotation_rows.append((
-                    task.id, annotation.id, kind, annotation.was_cancelled, annotation.ground_truth,
-                    orjson.dumps(annotation.completed_by).decode(), annotation.created_at, annotation.updated_at,
-                    _number(raw.get("lead_time")), _text(raw.get("model_version")), _number(raw.get("score")),
-                    len(annotation.regions),
-                ))
-                counted = kind == "annotation" and not annotation.was_cancelled
-                for region in annotation.regions:
-                    counts["regions"] += 1
-                    row = _region_row(task, annotation.id, kind, region, size)
-                    label = row[_REGION_LABEL]
-                    if label is not None and counted:
-                        labels[label] = labels.get(label, 0) + 1
-                    region_rows.append(row)
-            if len(task_rows) >= BATCH_TASKS:
-                _flush(writers, rows)
-        _flush(writers, rows)
+            rows.add(task)
+            if len(rows) >= BATCH_TASKS:
+                _write(writers, rows.tables())
+        _write(writers, rows.tables())
     finally:
         for writer in writers.values():
             writer.close()
+    return _finish(directory, manifest)
+
+
+def upsert_store(previous: Path, incoming: Iterable[Task], deleted_ids: set[int], directory: Path,
+                 image_key: str | None, manifest: dict[str, Any]) -> tuple[StoreSummary, StoreChanges]:
+    """The previous store with `incoming` upserted and `deleted_ids` removed, written to `directory`.
+
+    Tasks keep their place (new ones follow, by id: task ids only grow), so the result equals a
+    store of a full export of the same project state; applying the same changes twice gives the same
+    store. The rows of untouched tasks are copied as they are.
+    """
+    changes = StoreChanges()
+    updates = {task.id: task for task in incoming if task.id not in deleted_ids}  # the changed set: small
+    rows = _Rows(image_key)
+    digests = {task_id: rows.add(task)[0] for task_id, task in updates.items()}
+    fresh = rows.tables()
+    old = {name: pq.read_table(previous / f"{name}.parquet") for name in TABLES}
+    old_ids = old["tasks"].column("task_id").to_pylist()
+    place = {task_id: position for position, task_id in enumerate(old_ids)}
+    old_digests = old["tasks"].column("content_hash").to_pylist()
+    for task_id, digest in digests.items():
+        if task_id not in place:
+            changes.new += 1
+        elif old_digests[place[task_id]] == digest:
+            changes.unchanged += 1
+        else:
+            changes.changed += 1
+    changes.deleted = sum(1 for task_id in old_ids if task_id in deleted_ids)
+    # Where each incoming task goes: its old place, or after every old task in id order.
+    newcomers = sorted(task_id for task_id in updates if task_id not in place)
+    after = {task_id: len(old_ids) + rank for rank, task_id in enumerate(newcomers)}
+    replaced = pa.array(list(deleted_ids | set(updates)), type=pa.int64())
+    tables = {}
+    for name in TABLES:
+        kept = old[name].filter(pc.invert(pc.is_in(old[name].column("task_id"), value_set=replaced)))
+        tables[name] = pa.concat_tables([kept, fresh[name]])
+    positions = [place[task_id] if task_id in place else after[task_id]
+                 for task_id in tables["tasks"].column("task_id").to_pylist()]
+    tables["tasks"] = tables["tasks"].take(pc.sort_indices(pa.array(positions, type=pa.int64())))
+    order = tables["tasks"].column("task_id")
+    for name in ("annotations", "regions"):  # grouped by task, in task order; a task's rows keep theirs
+        table = tables[name]
+        task_position = pc.index_in(table.column("task_id"), value_set=order)
+        sequence = pa.array(range(table.num_rows), type=pa.int64())
+        keys = pa.table({"task": task_position, "row": sequence})
+        tables[name] = table.take(pc.sort_indices(keys, sort_keys=[("task", "ascending"), ("row", "ascending")]))
+    directory.mkdir(parents=True, exist_ok=True)
+    writers = _writers(directory)
+    try:
+        _write(writers, tables)
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return _finish(directory, manifest), changes
+
+
+def _writers(directory: Path) -> dict[str, pq.ParquetWriter]:
+    return {name: pq.ParquetWriter(directory / f"{name}.parquet", schema) for name, schema in TABLES.items()}
+
+
+def _write(writers: dict[str, pq.ParquetWriter], tables: dict[str, pa.Table]) -> None:
+    for name, table in tables.items():
+        if table.num_rows:
+            writers[name].write_table(table, row_group_size=BATCH_TASKS if name == "tasks" else None)
+
+
+def _finish(directory: Path, manifest: dict[str, Any]) -> StoreSummary:
+    """The store's summary, from its tables, and its manifest."""
+    tasks = pq.read_table(directory / "tasks.parquet", columns=["task_id", "updated_at", "content_hash"])
+    kinds = pq.read_table(directory / "annotations.parquet", columns=["kind"]).column("kind")
+    regions = pq.read_table(directory / "regions.parquet", columns=["kind", "annotation_cancelled", "label"])
+    digest = hashlib.sha256()
+    for task_id, task_hash in zip(tasks.column("task_id").to_pylist(), tasks.column("content_hash").to_pylist()):
+        digest.update(f"{task_id}:{task_hash}\n".encode())
+    counted = regions.filter(pc.and_(pc.equal(regions.column("kind"), "annotation"),
+                                     pc.invert(regions.column("annotation_cancelled"))))
+    labels = counted.column("label").drop_null().value_counts().to_pylist()
     summary = StoreSummary(
-        tasks=counts["tasks"], annotations=counts["annotations"], predictions=counts["predictions"],
-        regions=counts["regions"], max_updated_at=max_updated_at, content_digest=task_hashes.hexdigest(),
-        labels=dict(sorted(labels.items())),
+        tasks=tasks.num_rows,
+        annotations=pc.sum(pc.equal(kinds, "annotation")).as_py() or 0,
+        predictions=pc.sum(pc.equal(kinds, "prediction")).as_py() or 0,
+        regions=regions.num_rows,
+        max_updated_at=pc.max(tasks.column("updated_at")).as_py() or None,
+        content_digest=digest.hexdigest(),
+        labels=dict(sorted((count["values"], count["counts"]) for count in labels)),
     )
-    document = {**manifest, "task_count": summary.tasks, "annotation_count": summary.annotations,
-                "prediction_count": summary.predictions, "region_count": summary.regions,
-                "max_updated_at": summary.max_updated_at, "content_digest": summary.content_digest}
+    document = {**manifest, "store_version": STORE_VERSION, "task_count": summary.tasks,
+                "annotation_count": summary.annotations, "prediction_count": summary.predictions,
+                "region_count": summary.regions, "max_updated_at": summary.max_updated_at,
+                "content_digest": summary.content_digest}
     (directory / MANIFEST_FILE).write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
     return summary
 
@@ -142,51 +263,28 @@ def read_manifest(directory: Path) -> dict[str, Any]:
 
 def iter_store_tasks(directory: Path) -> Iterator[Task]:
     """Tasks back from the store, in the order they were exported, one batch in memory at a time."""
+    for entry in iter_store_entries(directory):
+        yield entry.parsed()
+
+
+def iter_store_entries(directory: Path) -> Iterator[TaskEntry]:
+    """The store's tasks for the export pipeline, unparsed: what naming and reuse need comes from the
+    columns, the task from its stored JSON when a writer needs it."""
     parquet = pq.ParquetFile(directory / "tasks.parquet")
     position = 0
-    for batch in parquet.iter_batches(batch_size=BATCH_TASKS, columns=["raw_json"]):
-        for raw in batch.column(0).to_pylist():
-            yield Task.from_dict(orjson.loads(raw), position)
+    columns = ["task_id", "updated_at", "image_ref", "image_width", "image_height", "content_hash", "raw_json"]
+    for batch in parquet.iter_batches(batch_size=BATCH_TASKS, columns=columns):
+        for task_id, updated_at, image_ref, width, height, digest, raw in zip(*(c.to_pylist() for c in batch.columns)):
+            size = ImageSize(width, height) if width and height else None
+            yield TaskEntry(task_id, updated_at, image_ref, size, raw=raw, content_hash=digest, position=position)
             position += 1
 
 
-def upserted_tasks(previous: Path, incoming: Iterable[Task], deleted_ids: set[int], changes: StoreChanges) -> Iterator[Task]:
-    """The previous store's tasks with `incoming` upserted and `deleted_ids` removed.
-
-    Order is the store's (tasks keep their place; new ones follow by id, as task ids only grow), so
-    the result equals a full export of the same project state. Applying the same changes twice gives
-    the same store: upserts are idempotent.
-    """
-    updates = {task.id: task for task in incoming}  # the changed set only: small by design
-    parquet = pq.ParquetFile(previous / "tasks.parquet")
-    position = 0
-    for batch in parquet.iter_batches(batch_size=BATCH_TASKS, columns=["task_id", "content_hash", "raw_json"]):
-        task_ids, digests, raws = (batch.column(i).to_pylist() for i in range(3))
-        for task_id, digest, raw in zip(task_ids, digests, raws):
-            position += 1
-            if task_id in deleted_ids:
-                changes.deleted += 1
-                updates.pop(task_id, None)
-                continue
-            update = updates.pop(task_id, None)
-            if update is None:
-                yield Task.from_dict(orjson.loads(raw), position)
-                continue
-            if content_hash(update) == digest:
-                changes.unchanged += 1
-            else:
-                changes.changed += 1
-            yield update
-    for task_id in sorted(updates):
-        changes.new += 1
-        yield updates[task_id]
-
-
-def _region_row(task: Task, annotation_id: Any, kind: str, region: Any, size: Any) -> tuple:
+def _region_row(task: Task, annotation_id: Any, kind: str, cancelled: bool, region: Any, size: Any) -> tuple:
     """A row of REGIONS_SCHEMA, in its column order."""
     labels = region.labels
-    identity = (task.id, annotation_id, kind, None if region.id is None else str(region.id), region.from_name,
-                region.to_name, region.type, labels[0] if labels else None, labels)
+    identity = (task.id, annotation_id, kind, cancelled, None if region.id is None else str(region.id),
+                region.from_name, region.to_name, region.type, labels[0] if labels else None, labels)
     try:
         shape = to_shape(region, size)
     except RegionDrop as drop:
@@ -195,19 +293,6 @@ def _region_row(task: Task, annotation_id: Any, kind: str, region: Any, size: An
     corners = (box.xmin, box.ymin, box.xmax, box.ymax) if box else (None, None, None, None)
     return (*identity, shape.kind, shape.rotation, [c for p in shape.points for c in p], *corners,
             shape.image.width, shape.image.height, None)
-
-
-_REGION_LABEL = REGIONS_SCHEMA.names.index("label")
-
-
-def _flush(writers: dict[str, pq.ParquetWriter], rows: dict[str, list[tuple]]) -> None:
-    for name, batch in rows.items():
-        if batch:
-            schema = TABLES[name]
-            columns = zip(*batch)
-            arrays = [pa.array(column, type=field.type) for column, field in zip(columns, schema)]
-            writers[name].write_table(pa.Table.from_arrays(arrays, schema=schema))
-            batch.clear()
 
 
 def _number(value: Any) -> float | None:

@@ -53,10 +53,26 @@ def test_manifest_records_origin_and_counts(store):
     assert manifest["content_digest"] == summary.content_digest
 
 
-def test_tasks_read_back_equal_the_export(store):
+def test_tasks_read_back_equal_the_export_but_for_the_export_time(store):
     directory, _ = store
     exported = json.loads(IMAGE_EXPORT.read_text())
+    (aged,) = [p for t in exported for p in t["predictions"] if "created_ago" in p]
+    del aged["created_ago"]  # "1 month": how long ago, at the moment of the export
     assert [t.raw for t in iter_store_tasks(directory)] == exported
+
+
+def test_a_task_that_only_aged_has_the_same_content(tmp_path):
+    tasks = json.loads(IMAGE_EXPORT.read_text())
+
+    def digest(name):
+        path = tmp_path / f"{name}.json"
+        path.write_bytes(orjson.dumps(tasks))
+        return write_store(iter_export_tasks(path), tmp_path / name, "image", {}).content_digest
+
+    before = digest("before")
+    (aged,) = [p for t in tasks for p in t["predictions"] if "created_ago" in p]
+    aged["created_ago"] = "2\xa0months"
+    assert digest("after") == before
 
 
 def test_content_digest_moves_only_when_content_moves(tmp_path):
