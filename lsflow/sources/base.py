@@ -38,6 +38,5 @@ class TaskSource(Protocol):
         """Export the project into `destination`; with `changed_since` (server time), only the tasks
         whose `updated_at` is later."""
 
-    def task_count(self, project_id: str) -> int: ...
-
-    def task_ids(self, project_id: str) -> list[int]: ...
+    def deleted_task_ids(self, project_id: str, known_ids: list[int]) -> set[int]:
+        """Which of `known_ids` (tasks the project had) it no longer has."""

@@ -223,11 +223,8 @@ class ExportFileSource:
             raise FileNotFoundError(f"project {project_id}: no {export} (projects on disk: {known})")
         return export
 
-    def task_count(self, project_id: str) -> int:
-        return count_tasks(self._export(project_id))
-
-    def task_ids(self, project_id: str) -> list[int]:
-        return [task.id for task in iter_export_tasks(self._export(project_id))]
+    def deleted_task_ids(self, project_id: str, known_ids: list[int]) -> set[int]:
+        return set(known_ids) - {task.id for task in iter_export_tasks(self._export(project_id))}
 
     def take_snapshot(self, project_id: str, destination: Path, changed_since: str | None = None) -> Snapshot:
         export = self._export(project_id)

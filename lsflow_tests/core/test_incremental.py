@@ -1,0 +1,57 @@
+"""Finding deleted tasks from counts of id ranges: exactly the deleted ones, in few requests."""
+
+import bisect
+import random
+
+import pytest
+
+from lsflow.core.incremental import LIST_BELOW, find_deleted
+
+
+class Project:
+    """The server side of `find_deleted`: counts and listings of the ids it has, and how many were asked."""
+
+    def __init__(self, ids):
+        self.ids = sorted(ids)
+        self.counts = self.listings = 0
+
+    def count_between(self, low, high):
+        self.counts += 1
+        return bisect.bisect_right(self.ids, high) - bisect.bisect_left(self.ids, low)
+
+    def ids_between(self, low, high):
+        self.listings += 1
+        return self.ids[bisect.bisect_left(self.ids, low):bisect.bisect_right(self.ids, high)]
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_exactly_the_deleted_tasks_are_found(seed):
+    rng = random.Random(seed)
+    size = rng.choice([0, 1, 5, LIST_BELOW, LIST_BELOW + 1, 1000, 20000])
+    known = rng.sample(range(1, 3 * size + 10), size)
+    deleted = set(rng.sample(known, min(size, rng.choice([0, 1, 3, 10, 100, size]))))
+    # Tasks made after the snapshot have larger ids than any known one.
+    newer = {3 * size + 10 + n for n in range(rng.randint(0, 3))}
+    project = Project((set(known) - deleted) | newer)
+    assert find_deleted(known, project.count_between, project.ids_between) == deleted
+
+
+def test_nothing_deleted_costs_one_count():
+    project = Project(range(1, 20001))
+    assert find_deleted(range(1, 20001), project.count_between, project.ids_between) == set()
+    assert (project.counts, project.listings) == (1, 0)
+
+
+def test_ten_scattered_deletions_in_20000_tasks_take_a_few_dozen_requests():
+    rng = random.Random(7)
+    known = list(range(1, 20001))
+    deleted = set(rng.sample(known, 10))
+    project = Project(set(known) - deleted)
+    assert find_deleted(known, project.count_between, project.ids_between) == deleted
+    assert project.counts + project.listings < 70  # listing every id instead: 20 000 tasks
+
+
+def test_a_range_holding_more_tasks_than_known_is_counted_in_halves_not_trusted():
+    known = list(range(1, 1001))
+    project = Project((set(known) - {750, 751}) | {250.5})  # a task among the known ones the store missed
+    assert find_deleted(known, project.count_between, project.ids_between) == {750, 751}
