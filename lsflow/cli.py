@@ -4,6 +4,7 @@
                    [--allow-host HOST ...] [--cache-dir DIR] [--local-files-root DIR] [--option NAME=VALUE ...]
                    [--workers N]
     lsflow export PROJECT_ID FORMAT --path DIR [--full] [--media-root DIR] [--annotations POLICY] [--option NAME=VALUE ...]
+                  [--workers N]
     lsflow partitions add [PROJECT_ID ...]
 """
 
@@ -171,8 +172,10 @@ def _echo_media_report(report: MediaReport) -> None:
               help=f"Which annotations of a task to export: {', '.join(POLICIES)}.")
 @click.option("--option", "option_pairs", multiple=True, metavar="NAME=VALUE",
               help="A writer option, as for `lsflow convert`. Repeatable.")
+@click.option("--workers", type=click.IntRange(min=1), default=usable_cores, show_default="the usable cores",
+              help="Processes writing tasks (1: all in this one).")
 def export(project_id: str, formats: str, out_dir: Path, full: bool, media_root: Path | None, policy_text: str,
-           option_pairs: tuple[str, ...]) -> None:
+           option_pairs: tuple[str, ...], workers: int) -> None:
     """Export project PROJECT_ID of a running Label Studio into FORMAT (comma-separated names).
 
     `label-studio export PROJECT FORMAT --path DIR`, but over the API from any machine. The first run
@@ -218,7 +221,8 @@ def export(project_id: str, formats: str, out_dir: Path, full: bool, media_root:
                 _prefetch(media, media_references(iter_store_tasks(layout.store_dir), media_keys(config)))
             results, _ = build_datasets(
                 layout, names, policy, media, options,
-                progress=lambda tasks: tqdm(tasks, desc="tasks", unit=" tasks", total=summary.tasks, disable=None))
+                progress=lambda tasks: tqdm(tasks, desc="tasks", unit=" tasks", total=summary.tasks, disable=None),
+                workers=workers)
     except (LabelStudioError, ExportFormatError, UnknownFormatError, LabelConfigError, ValueError) as error:
         if first_export:  # nothing of a failed first export stays behind
             shutil.rmtree(layout.project_dir, ignore_errors=True)

@@ -27,6 +27,11 @@ class ProjectLayout:
         return self.project_dir / "store"
 
     @property
+    def reuse_dir(self) -> Path:
+        """What the last dataset build kept of each task's output, for the next one (`lsflow.core.reuse`)."""
+        return self.project_dir / "reuse"
+
+    @property
     def datasets_dir(self) -> Path:
         return self.datasets_root or self.project_dir / "datasets"
 

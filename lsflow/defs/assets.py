@@ -142,7 +142,8 @@ def datasets(context: dg.AssetExecutionContext, settings: DatasetSettings):
     media = settings.media()
     if any(writer_class(name).reads_media for name in formats):
         _prefetch_media(context, media, layout)
-    results, export = build_datasets(layout, formats, settings.policy(), media, settings.writer_options)
+    results, export = build_datasets(layout, formats, settings.policy(), media, settings.writer_options,
+                                     workers=settings.workers)
     media_metadata = _media_metadata(context, media)
     for name in formats:
         result = results[name]

@@ -123,6 +123,8 @@ class DatasetSettings(dg.ConfigurableResource):
     media_download_workers: int = _DEFAULT_LIMITS.workers
     # Format options, as `lsflow convert --option NAME=VALUE` (e.g. csv_multi_value_separator).
     writer_options: dict[str, str] = {}
+    # Processes writing a partition's tasks; unset: one a usable core.
+    workers: int | None = None
 
     def policy(self) -> AnnotationPolicy:
         return AnnotationPolicy.parse(self.annotation_policy)
