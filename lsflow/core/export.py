@@ -12,6 +12,7 @@ not change: its records are copied out of the previous stream files and its own 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import os
@@ -20,12 +21,15 @@ import uuid
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing.pool import AsyncResult
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
+import numpy as np
 import orjson
 
 from lsflow.core.formats import writer_class
@@ -34,9 +38,9 @@ from lsflow.core.label_config import LabelConfig, classes_from_labels
 from lsflow.core.media_files import MediaLookup, image_size
 from lsflow.core.model import Task
 from lsflow.core.parallel import BatchOutput, Job, TaskWriterPool, can_fork, write_task
-from lsflow.core.publish import PublishSummary, publish_directory
-from lsflow.core.report import REPORT_FILE, RegionReport
-from lsflow.core.reuse import KeptOutput, OutputRecorder, PreviousOutputs, fingerprint, task_key
+from lsflow.core.publish import PublishSummary, empty_trash, publish_directory
+from lsflow.core.report import REPORT_FILE, RegionReport, TaskSelection
+from lsflow.core.reuse import OutputRecorder, PreviousOutputs, fingerprint, task_key
 from lsflow.core.selection import AnnotationPolicy
 from lsflow.core.shapes import ImageSize
 from lsflow.core.streams import StreamSink
@@ -46,6 +50,8 @@ BATCH_TASKS = 256  # tasks per batch handed to a worker
 # A pass starts workers only once this many tasks were written without them: small exports never fork.
 PARALLEL_AFTER = BATCH_TASKS
 GC_THRESHOLD = 10_000
+TRASH_DIR = ".trash"  # in the reuse folder: what a build replaced, removed by the next one
+LINK_THREADS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +182,10 @@ def export_datasets(
     staging = out_root / f".staging-{uuid.uuid4().hex[:12]}"
     builds: list[_FormatBuild] = []
     finished = False
+    # What the last build of these datasets replaced goes while this one is made (the disk works meanwhile).
+    trash = reuse_dir / TRASH_DIR if reuse_dir is not None else None
+    cleaner = ThreadPoolExecutor(1) if trash is not None else None
+    cleaning = cleaner.submit(empty_trash, trash) if cleaner is not None else None
     try:
         for name in formats:
             builds.append(_FormatBuild(name, staging, out_root, context, policy, reuse_dir))
@@ -183,7 +193,7 @@ def export_datasets(
             _Pass(builds, context, policy, workers if can_fork() else 1).run(tasks)
         results = {}
         for build in builds:
-            results[build.name] = build.publish()
+            results[build.name] = build.publish(trash)
         finished = True
         return results
     finally:
@@ -191,6 +201,39 @@ def export_datasets(
             for build in builds:
                 build.abandon()
         shutil.rmtree(staging, ignore_errors=True)
+        if cleaner is not None:
+            cleaner.shutdown()  # waits: nothing of the last build outlives this one
+            cleaning.result()
+
+
+def _runs(tasks_and_rows: list[tuple[int, int]]) -> Iterator[tuple[int, int, int]]:
+    """(first task, first row, count) of the stretches where tasks and index rows both follow on."""
+    start = 0
+    for position in range(1, len(tasks_and_rows) + 1):
+        if position == len(tasks_and_rows) or tasks_and_rows[position] != (
+                tasks_and_rows[position - 1][0] + 1, tasks_and_rows[position - 1][1] + 1):
+            first_task, first_row = tasks_and_rows[start]
+            yield first_task, first_row, position - start
+            start = position
+
+
+def _link_files(links: list[tuple[int, str, str]]) -> set[int]:
+    """Hard-link (task, published file, new file) triples; the tasks of which a file could not be."""
+    failed = set()
+    for task, published, new in links:
+        if task in failed:
+            continue
+        try:
+            os.link(published, new)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(new), exist_ok=True)  # the first file of its folder
+            try:
+                os.link(published, new)
+            except OSError:  # gone from the published dataset
+                failed.add(task)
+        except OSError:  # e.g. no hard links on this filesystem
+            failed.add(task)
+    return failed
 
 
 @contextmanager
@@ -221,7 +264,6 @@ class _FormatBuild:
         self.previous: PreviousOutputs | None = None
         self.recorder: OutputRecorder | None = None
         self._reuse_dir = None
-        self._folders: set[str] = set()
         self.writer: DatasetWriter = self.writer_class(self.out_dir, context, self.report)
         self.writer.prepare()
         for stream, spec in self.streams.items():
@@ -229,48 +271,56 @@ class _FormatBuild:
         if reuse_dir is not None and self.writer_class.per_task:
             self._reuse_dir = reuse_dir / name
             depends_on = fingerprint(name, context, policy)
-            self.previous = PreviousOutputs.open(self._reuse_dir, depends_on, self.streams, self.destination)
+            self.previous = PreviousOutputs.open(self._reuse_dir, depends_on, self.streams, self.destination, name)
             self.recorder = OutputRecorder(reuse_dir / f".staging-{name}-{uuid.uuid4().hex[:8]}", depends_on,
                                            self.streams)
 
-    def reuse(self, entry: TaskEntry, key: bytes | None) -> KeptOutput | None:
-        """The task's output from the previous export, its files linked into this one; None if it
-        must be written."""
-        if self.previous is None or key is None:
-            return None
-        kept = self.previous.find(entry.id, key)
-        if kept is None:
-            return None
-        linked = []
-        for relative in kept.files:
-            folder = relative.rpartition("/")[0]
-            if folder and folder not in self._folders:
-                os.makedirs(self.out_dir / folder, exist_ok=True)
-                self._folders.add(folder)
-            try:
-                os.link(self.destination / relative, self.out_dir / relative)
-            except OSError:  # gone, or no hard links here: the task is written again
-                for done in linked:
-                    os.unlink(self.out_dir / done)
-                return None
-            linked.append(relative)
-        return kept
+    def reusable(self, entry: TaskEntry, key: bytes) -> int | None:
+        """The task's row in the previous export's index, if its output can be reused."""
+        return self.previous.match(entry.id, key) if self.previous is not None else None
 
-    def put(self, task_id: object, key: bytes | None, output: TaskOutput | KeptOutput) -> None:
+    def links(self, tasks_and_rows: list[tuple[int, int]]) -> list[tuple[int, str, str]]:
+        """(task, published file, file here) for the files of reused tasks (batch task, index row)."""
+        links = []
+        for first_task, first_row, count in _runs(tasks_and_rows):
+            for offset, relative in self.previous.files(first_row, count):
+                links.append((first_task + offset, f"{self.destination}/{relative}", f"{self.out_dir}/{relative}"))
+        return links
+
+    def rewrite(self, row: int, item_of: Callable[[], tuple[TaskItem, TaskSelection]]) -> TaskOutput:
+        """Write a task whose kept files could not all be linked (gone from the published dataset)."""
+        for _, relative in self.previous.files(row, 1):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.out_dir / relative)
+        return write_task(self.writer, *item_of())
+
+    def put(self, task_id: object, key: bytes | None, output: TaskOutput) -> None:
         """The task's output in place: records after the previous task's, account in the report."""
         self.report.add_task(output.account)
-        if isinstance(output, KeptOutput):
-            sources = self.previous.sources
-            spans = [self.sinks[name].copy(sources[name], span) for name, span in zip(self.streams, output.spans)]
-        elif self.recorder is None:
+        if self.recorder is None:
             for name, records in output.records.items():
                 self.sinks[name].add(records)
             return
-        else:
-            records = output.records
-            spans = [self.sinks[name].add(records.get(name, b"")) for name in self.streams]
-        if self.recorder is not None and key is not None:
+        records = output.records
+        spans = [self.sinks[name].add(records.get(name, b"")) for name in self.streams]
+        if key is not None:
             self.recorder.add(task_id, key, spans, output.files, output.account)
+
+    def put_kept(self, first_row: int, count: int) -> None:
+        """Consecutive tasks' output from the previous export, in place after the previous task's."""
+        previous = self.previous
+        starts, lengths = previous.starts[first_row:first_row + count], previous.lengths[first_row:first_row + count]
+        shifts = np.zeros(len(self.streams), dtype=np.int64)
+        for column, name in enumerate(self.streams):
+            present = np.flatnonzero(lengths[:, column])
+            if present.size:  # the rows' records lie together, separators between them included
+                old_start = starts[present[0], column]
+                old_end = starts[present[-1], column] + lengths[present[-1], column]
+                new_start, _ = self.sinks[name].copy(previous.sources[name], (int(old_start), int(old_end - old_start)))
+                shifts[column] = new_start - old_start
+        self.report.add_report(previous.report(first_row, count))
+        if self.recorder is not None:
+            self.recorder.add_kept(previous, first_row, count, shifts)
 
     def put_batch(self, output: BatchOutput, entries: list[tuple[TaskEntry, bytes | None]]) -> None:
         """A batch written whole by a worker, in place after the previous task."""
@@ -278,10 +328,10 @@ class _FormatBuild:
         starts = {name: self.sinks[name].add(records)[0] for name, records in output.records.items()}
         if self.recorder is None:
             return
-        for (entry, key), kept in zip(entries, output.tasks):
+        for (entry, key), task in zip(entries, output.tasks):
             if key is not None:
-                spans = [(starts.get(name, 0) + start, length) for name, (start, length) in zip(self.streams, kept.spans)]
-                self.recorder.add(entry.id, key, spans, kept.files, kept.account)
+                spans = [(starts.get(name, 0) + start, length) for name, (start, length) in zip(self.streams, task.spans)]
+                self.recorder.add(entry.id, key, spans, task.files, task.account)
 
     def close_streams(self) -> None:
         for sink in self.sinks.values():
@@ -300,11 +350,12 @@ class _FormatBuild:
                 else:
                     working.unlink()
 
-    def publish(self) -> FormatResult:
-        files = publish_directory(self.out_dir, self.destination)
+    def publish(self, trash: Path | None) -> FormatResult:
+        files = publish_directory(self.out_dir, self.destination, trash=trash)
         if self.recorder is not None:
+            # As recorded: the stream files the spans point into are these, with their size and mtime.
             self.recorder.finish(self.destination)
-            publish_directory(self.recorder.directory, self._reuse_dir)
+            publish_directory(self.recorder.directory, self._reuse_dir, keep_unchanged=False, trash=trash)
         return FormatResult(self.name, self.destination, self.report.as_dict(), files)
 
     def abandon(self) -> None:
@@ -313,17 +364,19 @@ class _FormatBuild:
         if self.previous is not None:
             self.previous.close()
         if self.recorder is not None:
-            self.recorder.abandon()
             shutil.rmtree(self.recorder.directory, ignore_errors=True)
 
 
 @dataclass
 class _Batch:
     entries: list[tuple[TaskEntry, bytes | None]]  # with each task's reuse key
-    # Per task, per format (build index): its output, made here or reused; the workers' come later.
-    outputs: list[dict[int, TaskOutput | KeptOutput]]
+    # Per task, per format (build index): its output made here, or its row in the previous export's
+    # index (reused); the workers' come later.
+    outputs: list[dict[int, TaskOutput | int]]
     from_workers: AsyncResult | None = None  # per job: {build index: TaskOutput}
     job_tasks: list[int] | None = None  # the batch's task each job is
+    links: dict[int, Future] = field(default_factory=dict)  # per format: the tasks whose files could not be linked
+    names: list[tuple[str, ImageSize | None]] = field(default_factory=list)  # per task: file name, image size
 
 
 class _Pass:
@@ -337,6 +390,9 @@ class _Pass:
         self.pool: TaskWriterPool | None = None
         self.pooled = {index for index, build in enumerate(builds) if build.writer_class.per_task}
         self.written_here = 0  # tasks written in this process
+        self.tasks_seen = 0
+        # Hard links of reused files are made meanwhile: a system call each, waiting on the disk.
+        self.linker = ThreadPoolExecutor(LINK_THREADS) if any(build.previous for build in builds) else None
 
     def run(self, tasks: Iterable[Task | TaskEntry]) -> None:
         """Every task written, then every format closed (by the workers too, when there are some)."""
@@ -352,6 +408,8 @@ class _Pass:
             for build in self.builds:
                 build.writer.dataset_date = self.latest_change
                 build.close_streams()
+            if self.tasks_seen >= PARALLEL_AFTER and len(self.pooled) > 1:
+                self._start_pool()  # even when reuse left nothing to write: the closes are work of their own
             closing = [(build, self.pool.close_writer(index, self.latest_change)
                         if self.pool is not None and index in self.pooled else None)
                        for index, build in enumerate(self.builds)]
@@ -365,10 +423,13 @@ class _Pass:
         finally:
             if self.pool is not None:
                 self.pool.close(finished)
+            if self.linker is not None:
+                self.linker.shutdown(cancel_futures=True)
 
     def _batches(self, tasks: Iterable[Task | TaskEntry]) -> Iterator[list[TaskEntry]]:
         batch = []
         for task in tasks:
+            self.tasks_seen += 1
             batch.append(task if isinstance(task, TaskEntry) else entry_of(task, self.context.image_key))
             if len(batch) == BATCH_TASKS:
                 yield batch
@@ -381,6 +442,7 @@ class _Pass:
         batch = _Batch([], [])
         jobs: list[Job] = []
         job_tasks: list[int] = []
+        reused: dict[int, list[tuple[int, int]]] = {}  # per format: (task, index row)
         use_pool = self._use_pool()
         for entry in entries:
             name = self.file_names.name_for(entry.id, entry.image_ref)
@@ -388,18 +450,20 @@ class _Pass:
             if entry.updated_at and entry.updated_at > self.latest_change:
                 self.latest_change = entry.updated_at
             key = task_key(entry.content_hash, name, size) if entry.content_hash is not None else None
-            outputs: dict[int, TaskOutput | KeptOutput] = {}
+            outputs: dict[int, TaskOutput | int] = {}
             pooled, here = [], []
+            task = len(batch.outputs)
             for index, build in enumerate(self.builds):
-                kept = build.reuse(entry, key) if key is not None else None
-                if kept is not None:
-                    outputs[index] = kept
+                row = build.reusable(entry, key) if key is not None else None
+                if row is not None:
+                    outputs[index] = row
+                    reused.setdefault(index, []).append((task, row))
                 elif use_pool and index in self.pooled and entry.raw is not None:
                     pooled.append(index)
                 else:
                     here.append(index)
             if pooled:
-                job_tasks.append(len(batch.outputs))
+                job_tasks.append(task)
                 jobs.append((entry.position, entry.raw, entry.image_ref, name, size, tuple(pooled)))
             if here:
                 item, selection = TaskItem.select(entry.parsed(), self.policy, entry.image_ref, name, size)
@@ -409,6 +473,11 @@ class _Pass:
             entry.task = entry.value = None  # the parsed task is not needed any more
             batch.entries.append((entry, key))
             batch.outputs.append(outputs)
+            batch.names.append((name, size))
+        for index, tasks_and_rows in reused.items():
+            links = self.builds[index].links(tasks_and_rows)
+            if links:
+                batch.links[index] = self.linker.submit(_link_files, links)
         if jobs:
             # The formats the workers write for every task of the batch come back joined.
             whole = frozenset(index for index in self.pooled
@@ -423,20 +492,40 @@ class _Pass:
             singles, joined = batch.from_workers.get()
             for task, outputs in zip(batch.job_tasks, singles):
                 batch.outputs[task].update(outputs)
+        for index, unlinked in batch.links.items():
+            for task in unlinked.result():
+                entry, _ = batch.entries[task]
+                name, size = batch.names[task]
+                item_of = partial(TaskItem.select, entry.parsed(), self.policy, entry.image_ref, name, size)
+                batch.outputs[task][index] = self.builds[index].rewrite(batch.outputs[task][index], item_of)
         for index, build in enumerate(self.builds):
             if index in joined:
                 build.put_batch(joined[index], batch.entries)
                 continue
-            for (entry, key), outputs in zip(batch.entries, batch.outputs):
-                build.put(entry.id, key, outputs[index])
+            kept: list[tuple[int, int]] = []  # the run of reused tasks being gathered: (task, row)
+            for task, ((entry, key), outputs) in enumerate(zip(batch.entries, batch.outputs)):
+                output = outputs[index]
+                if isinstance(output, int):
+                    kept.append((task, output))
+                    continue
+                for _, first_row, count in _runs(kept):
+                    build.put_kept(first_row, count)
+                kept = []
+                build.put(entry.id, key, output)
+            for _, first_row, count in _runs(kept):
+                build.put_kept(first_row, count)
 
     def _use_pool(self) -> bool:
         """Workers for the rest of the pass, once it has written enough tasks to be worth them."""
-        if self.pool is None and self.workers > 1 and self.pooled and self.written_here >= PARALLEL_AFTER:
+        if self.written_here >= PARALLEL_AFTER:
+            self._start_pool()
+        return self.pool is not None
+
+    def _start_pool(self) -> None:
+        if self.pool is None and self.workers > 1 and self.pooled:
             formats = [(build.name, build.out_dir) for build in self.builds]
             keeping = frozenset(index for index, build in enumerate(self.builds) if build.recorder is not None)
             self.pool = TaskWriterPool(formats, self.context, self.policy, keeping, self.workers)
-        return self.pool is not None
 
     def _size_from_media(self, image_ref: str | None) -> ImageSize | None:
         """The image size read from the image itself, for tasks none of whose regions carries it."""

@@ -24,8 +24,7 @@ import orjson
 from lsflow.core.formats import writer_class
 from lsflow.core.formats.base import DatasetWriter, ExportContext, TaskItem, TaskOutput
 from lsflow.core.model import Task
-from lsflow.core.report import RegionReport, TaskSelection
-from lsflow.core.reuse import KeptOutput
+from lsflow.core.report import RegionReport, TaskAccount, TaskSelection
 from lsflow.core.selection import AnnotationPolicy
 from lsflow.core.shapes import ImageSize
 from lsflow.core.streams import Span
@@ -43,13 +42,18 @@ def can_fork() -> bool:
     return "fork" in multiprocessing.get_all_start_methods()
 
 
+class JoinedTask(NamedTuple):
+    spans: list[Span]  # of the task's records within the batch's, in the order of the streams
+    files: list[str]
+    account: TaskAccount
+
+
 class BatchOutput(NamedTuple):
     """One format's share of a whole batch."""
 
     records: dict[str, bytes]  # stream → every task's records, joined by the stream's separator
     report: RegionReport  # the batch's accounting
-    # When the export keeps task outputs for reuse: each task's spans (within `records`), files, account.
-    tasks: list[KeptOutput] | None
+    tasks: list[JoinedTask] | None  # when the export keeps task outputs for reuse
 
 
 def write_task(writer: DatasetWriter, item: TaskItem, selection: TaskSelection) -> TaskOutput:
@@ -65,7 +69,7 @@ class _BatchJoin:
         self.chunks: dict[str, list[bytes]] = {name: [] for name in writer.streams}
         self.lengths = dict.fromkeys(writer.streams, 0)
         self.report = RegionReport(writer.name)
-        self.tasks: list[KeptOutput] | None = [] if keep_tasks else None
+        self.tasks: list[JoinedTask] | None = [] if keep_tasks else None
 
     def add(self, output: TaskOutput) -> None:
         self.report.add_task(output.account)
@@ -81,7 +85,7 @@ class _BatchJoin:
             self.lengths[name] = start + len(records)
             spans.append((start, len(records)))
         if self.tasks is not None:
-            self.tasks.append(KeptOutput(spans, output.files, output.account))
+            self.tasks.append(JoinedTask(spans, output.files, output.account))
 
     def output(self) -> BatchOutput:
         records = {name: self.writer.streams[name].separator.join(chunks)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -19,23 +20,36 @@ class PublishSummary:
     files_removed: int  # published before, gone now (e.g. deleted tasks' label files)
 
 
-def publish_directory(source: Path, destination: Path) -> PublishSummary:
+def publish_directory(source: Path, destination: Path, keep_unchanged: bool = True,
+                      trash: Path | None = None) -> PublishSummary | None:
     """Move a finished directory into place, replacing what was there.
 
     `rename` of a directory is atomic on one filesystem; the old copy is first moved aside (also a
-    rename) so readers see either the old or the new dataset, never a mix. Files whose bytes did not
-    change are carried over as hard links to the published ones, so an incremental re-export only
-    touches the files of changed tasks (rsync, DVC and mtimes see just those).
+    rename) so readers see either the old or the new dataset, never a mix. With `keep_unchanged`,
+    files whose bytes did not change are carried over as hard links to the published ones, so an
+    incremental re-export only touches the files of changed tasks (rsync, DVC and mtimes see just
+    those), and the summary says how many files were written, kept and removed. The old copy is
+    removed, or moved into `trash` (on the same filesystem) for `empty_trash` to remove later:
+    removing a folder of 20 000 files takes a second on a slow disk.
     """
-    summary = _carry_over_unchanged(source, destination)
+    summary = _carry_over_unchanged(source, destination) if keep_unchanged else None
     retired = None
     if destination.exists():
-        retired = destination.with_name(f".retired-{destination.name}-{uuid.uuid4().hex[:8]}")
+        if trash is not None:
+            trash.mkdir(parents=True, exist_ok=True)
+        retired = (trash or destination.parent) / f".retired-{destination.name}-{uuid.uuid4().hex[:8]}"
         os.rename(destination, retired)
     os.rename(source, destination)
-    if retired is not None:
+    if retired is not None and trash is None:
         shutil.rmtree(retired, ignore_errors=True)
     return summary
+
+
+def empty_trash(trash: Path) -> None:
+    """Remove what `publish_directory` moved into `trash`."""
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(trash):
+            shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def _carry_over_unchanged(new: Path, old: Path) -> PublishSummary:

@@ -2,38 +2,50 @@
 be reused (records copied out of the previous files, its own files hard-linked) instead of made again.
 
 Per format, `<reuse dir>/<FORMAT>/` holds `index.parquet` (one row per task: its key, the span of its
-records in every stream, its files, its account), `manifest.json` (the fingerprint of everything
+records in every stream, its files, its account; see `_SCHEMA`), `manifest.json` (the fingerprint of everything
 else a task's output depends on — lsflow's code, the format, label config, classes, options, policy —
 and the size and mtime of each stream file the spans point into) and the working streams that are
 not part of the dataset (COCO's `.annotations.part`, CSV's `.rows.jsonl`). A task's output is reused
 only when its key (content hash, image file name, image size) and the fingerprint are the same, and
 the stream files are those the spans were recorded in.
+
+Unchanged tasks come in long runs of consecutive rows, and a run is reused as a whole: one copy per
+stream, its accounts added up and its index rows carried over in a few vectorized operations.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from bisect import bisect_left
+from collections import Counter
 from functools import cache
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lsflow.core.formats.base import ExportContext, Stream
-from lsflow.core.report import TaskAccount
+from lsflow.core.report import RegionReport, TaskAccount
 from lsflow.core.selection import AnnotationPolicy
 from lsflow.core.shapes import ImageSize
 from lsflow.core.streams import Span
 
 INDEX_FILE = "index.parquet"
 MANIFEST_FILE = "manifest.json"
-_BATCH = 1000
 _SCHEMA = pa.schema([
-    ("task_id", pa.int64()), ("key", pa.binary()), ("starts", pa.list_(pa.int64())),
-    ("lengths", pa.list_(pa.int64())), ("files", pa.list_(pa.string())), ("account", pa.binary()),
+    ("task_id", pa.int64()), ("key", pa.binary()),
+    # The task's records in each stream, in the format's order of streams (length 0: none).
+    ("starts", pa.list_(pa.int64())), ("lengths", pa.list_(pa.int64())),
+    ("files", pa.list_(pa.string())),
+    # Its account (lsflow.core.report.TaskAccount).
+    ("exported", pa.int32()), ("skipped", pa.list_(pa.string())), ("regions_in", pa.int32()),
+    ("written", pa.list_(pa.string())), ("clipped", pa.int32()), ("dropped", pa.list_(pa.string())),
+    ("images_skipped", pa.list_(pa.string())),
 ])
 
 
@@ -60,32 +72,56 @@ def task_key(content_hash: str, file_name: str, image_size: ImageSize | None) ->
     return hashlib.blake2b(f"{content_hash}\0{file_name}\0{size}".encode(), digest_size=16).digest()
 
 
-@dataclass(frozen=True, slots=True)
-class KeptOutput:
-    spans: list[Span]  # in the order of the format's streams
-    files: list[str]
-    account: TaskAccount
-
-
 class PreviousOutputs:
-    """The outputs the last export of a format kept, looked up by task."""
+    """The outputs the last export of a format kept: which task's can be reused, and runs of them.
 
-    def __init__(self, index: pq.ParquetFile, rows: dict[int, tuple[int, int]], sources: dict[str, BinaryIO]):
-        self._index = index
-        self._rows = rows  # task id → (row group, row in it)
-        self._group: tuple[int, dict[str, list]] | None = None
+    A run of consecutive rows is reused in constant time: its spans come from (rows, streams)
+    arrays, its accounting from running totals (and the few rows that dropped or skipped anything).
+    """
+
+    def __init__(self, index: pa.Table, sources: dict[str, BinaryIO], format_name: str):
+        self.index = index
+        self.format_name = format_name
+        self._rows = {task_id: row for row, task_id in enumerate(index.column("task_id").to_pylist())}
+        self._keys = index.column("key").to_pylist()
         self.sources = sources  # stream name → its previous file, open for reading
+        self.starts, self.lengths = (_matrix(index.column(name), len(sources)) for name in ("starts", "lengths"))
+        self._totals = {name: _running_total(index.column(name).to_numpy(zero_copy_only=False))
+                        for name in ("exported", "regions_in", "clipped")}
+        self._totals["written"] = _running_total(pc.list_value_length(index.column("written")).to_numpy())
+        written = index.column("written").combine_chunks()
+        labels = pc.list_flatten(written)
+        self._labels = [label for label in pc.unique(labels).to_pylist() if label is not None]
+        counts = np.zeros((index.num_rows + 1, len(self._labels)), dtype=np.int64)
+        if self._labels:
+            codes = pc.index_in(labels, value_set=pa.array(self._labels, type=pa.string())).to_numpy(zero_copy_only=False)
+            rows = pc.list_parent_indices(written).to_numpy()
+            present = ~np.isnan(codes) if codes.dtype.kind == "f" else np.ones(len(codes), bool)
+            np.add.at(counts, (rows[present] + 1, codes[present].astype(np.int64)), 1)
+        self._label_totals = np.cumsum(counts, axis=0)
+        # The rows that dropped or skipped anything, with what: few, so kept as Python lists.
+        names = ("skipped", "dropped", "images_skipped")
+        any_reason = np.zeros(index.num_rows, dtype=bool)
+        for name in names:
+            any_reason |= pc.list_value_length(index.column(name)).to_numpy() > 0
+        self._reason_rows = np.flatnonzero(any_reason).tolist()
+        chosen = index.select(list(names)).take(pa.array(self._reason_rows, type=pa.int64())).to_pydict()
+        self._reasons = {row: tuple(chosen[name][n] for name in names) for n, row in enumerate(self._reason_rows)}
+        files = index.column("files").combine_chunks()
+        self._files = pc.list_flatten(files).to_pylist()
+        self._file_offsets = files.offsets.to_numpy()
 
     @classmethod
-    def open(cls, directory: Path, fingerprint_now: str, streams: dict[str, Stream],
-             dataset_dir: Path) -> PreviousOutputs | None:
+    def open(cls, directory: Path, fingerprint_now: str, streams: dict[str, Stream], dataset_dir: Path,
+             format_name: str) -> PreviousOutputs | None:
         """The previous outputs in `directory`, or None when there are none that can be trusted."""
         try:
             manifest = orjson.loads((directory / MANIFEST_FILE).read_bytes())
-            index = pq.ParquetFile(directory / INDEX_FILE)
+            index = pq.read_table(directory / INDEX_FILE)
         except (OSError, ValueError, pa.ArrowException):
             return None
-        if manifest.get("fingerprint") != fingerprint_now or manifest.get("streams") != list(streams):
+        if (manifest.get("fingerprint") != fingerprint_now or manifest.get("streams") != list(streams)
+                or index.schema != _SCHEMA):
             return None
         sources: dict[str, BinaryIO] = {}
         for name, stream in streams.items():
@@ -99,67 +135,103 @@ class PreviousOutputs:
                     source.close()
                 return None
             sources[name] = open(path, "rb")
-        rows = {}
-        for group in range(index.num_row_groups):
-            ids = index.read_row_group(group, columns=["task_id"]).column(0).to_pylist()
-            rows.update((task_id, (group, row)) for row, task_id in enumerate(ids))
-        return cls(index, rows, sources)
+        return cls(index.combine_chunks(), sources, format_name)
 
-    def find(self, task_id: Any, key: bytes) -> KeptOutput | None:
-        where = self._rows.get(task_id)
-        if where is None:
-            return None
-        group, row = where
-        if self._group is None or self._group[0] != group:  # tasks come in order: a group is read once
-            self._group = (group, self._index.read_row_group(group).to_pydict())
-        columns = self._group[1]
-        if columns["key"][row] != key:
-            return None
-        return KeptOutput(list(zip(columns["starts"][row], columns["lengths"][row])), columns["files"][row],
-                          TaskAccount.from_json(orjson.loads(columns["account"][row])))
+    def match(self, task_id: Any, key: bytes) -> int | None:
+        """The task's row, if its output can be reused (the same key: the same task, name and size)."""
+        row = self._rows.get(task_id)
+        return row if row is not None and self._keys[row] == key else None
+
+    def files(self, first: int, count: int) -> Iterator[tuple[int, str]]:
+        """(row within the run, relative path) of every file the run's tasks wrote."""
+        offsets, files = self._file_offsets, self._files
+        for row in range(count):
+            for relative in files[offsets[first + row]:offsets[first + row + 1]]:
+                yield row, relative
+
+    def report(self, first: int, count: int) -> RegionReport:
+        """The run's accounting, as `RegionReport.add_task` would add it up task by task."""
+        end = first + count
+        totals = {name: int(total[end] - total[first]) for name, total in self._totals.items()}
+        labels = self._label_totals[end] - self._label_totals[first]
+        report = RegionReport(
+            self.format_name, tasks=count, annotations_exported=totals["exported"], regions_in=totals["regions_in"],
+            written=totals["written"], clipped=totals["clipped"],
+            labels=Counter({label: int(n) for label, n in zip(self._labels, labels) if n}),
+        )
+        for row in self._reason_rows[bisect_left(self._reason_rows, first):bisect_left(self._reason_rows, end)]:
+            skipped, dropped, images_skipped = self._reasons[row]
+            report.annotations_skipped.update(skipped)
+            report.dropped.update(dropped)
+            report.images_skipped.update(images_skipped)
+        return report
 
     def close(self) -> None:
         for source in self.sources.values():
             source.close()
 
 
+def _matrix(column: pa.ChunkedArray, width: int) -> np.ndarray:
+    """A list column of `width` numbers a row, as a (rows, width) array."""
+    return pc.list_flatten(column.combine_chunks()).to_numpy(zero_copy_only=False).reshape(-1, width)
+
+
+def _running_total(values: np.ndarray) -> np.ndarray:
+    """total[i] = sum of values[:i]."""
+    return np.concatenate(([0], np.cumsum(values, dtype=np.int64)))
+
+
 class OutputRecorder:
-    """Writes the index of the export being made, task after task."""
+    """Writes the index of the export being made: rows of tasks written, and runs of the previous
+    index's rows for the tasks reused, put together in task order when the export finishes."""
 
     def __init__(self, directory: Path, fingerprint_now: str, streams: dict[str, Stream]):
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self._fingerprint = fingerprint_now
         self._streams = streams
-        self._writer = pq.ParquetWriter(directory / INDEX_FILE, _SCHEMA)
-        self._rows: list[tuple] = []
+        self._fresh: list[tuple] = []
+        # In task order: (None, start, count) for rows of `_fresh`, (previous, first row, count, shifts)
+        # for a run of the previous index whose records moved by `shifts` (one a stream).
+        self._pieces: list[tuple] = []
 
     def add(self, task_id: Any, key: bytes, spans: list[Span], files: list[str], account: TaskAccount) -> None:
-        self._rows.append((task_id, key, [start for start, _ in spans], [length for _, length in spans], files,
-                           orjson.dumps(account.to_json())))
-        if len(self._rows) >= _BATCH:
-            self._flush()
+        selection = account.selection
+        if self._pieces and self._pieces[-1][0] is None:
+            _, start, count = self._pieces[-1]
+            self._pieces[-1] = (None, start, count + 1)
+        else:
+            self._pieces.append((None, len(self._fresh), 1))
+        self._fresh.append((task_id, key, [start for start, _ in spans], [length for _, length in spans], files,
+                            selection.annotations_exported, selection.annotations_skipped, selection.regions_in,
+                            account.written, account.clipped, account.dropped, account.images_skipped))
+
+    def add_kept(self, previous: PreviousOutputs, first: int, count: int, shifts: np.ndarray) -> None:
+        self._pieces.append((previous, first, count, shifts))
 
     def finish(self, dataset_dir: Path) -> None:
-        """Close the index and note the stream files as they are now, published in `dataset_dir`."""
-        self._flush()
-        self._writer.close()
+        """Write the index and note the stream files as they are now, published in `dataset_dir`."""
+        columns = zip(*self._fresh) if self._fresh else [[] for _ in _SCHEMA]
+        fresh = pa.Table.from_arrays([pa.array(column, type=field.type) for column, field in zip(columns, _SCHEMA)],
+                                     schema=_SCHEMA)
+        tables = []
+        for piece in self._pieces:
+            if piece[0] is None:
+                tables.append(fresh.slice(piece[1], piece[2]))
+                continue
+            previous, first, count, shifts = piece
+            starts = previous.starts[first:first + count] + shifts
+            offsets = pa.array(np.arange(0, starts.size + 1, starts.shape[1], dtype=np.int32))
+            moved = pa.ListArray.from_arrays(offsets, pa.array(starts.reshape(-1), type=pa.int64()))
+            rows = previous.index.slice(first, count)
+            tables.append(rows.set_column(rows.schema.get_field_index("starts"), "starts", moved))
+        pq.write_table(pa.concat_tables(tables) if tables else fresh, self.directory / INDEX_FILE)
         sources = {}
         for name, stream in self._streams.items():
             status = _stream_path(stream, self.directory, dataset_dir).stat()
             sources[name] = [status.st_size, status.st_mtime_ns]
         manifest = {"fingerprint": self._fingerprint, "streams": list(self._streams), "sources": sources}
         (self.directory / MANIFEST_FILE).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
-
-    def abandon(self) -> None:
-        self._writer.close()
-
-    def _flush(self) -> None:
-        if self._rows:
-            columns = zip(*self._rows)
-            arrays = [pa.array(column, type=field.type) for column, field in zip(columns, _SCHEMA)]
-            self._writer.write_table(pa.Table.from_arrays(arrays, schema=_SCHEMA))
-            self._rows.clear()
 
 
 def _stream_path(stream: Stream, reuse_dir: Path, dataset_dir: Path) -> Path:

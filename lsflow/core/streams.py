@@ -7,6 +7,7 @@ unchanged tasks are copied as one range, separators included.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import BinaryIO
 
@@ -71,10 +72,17 @@ class StreamSink:
             return
         source, start, end = self._run
         self._run = None
-        source.seek(start)
-        while start < end:
-            chunk = source.read(min(_COPY_CHUNK, end - start))
-            if not chunk:
+        self._file.flush()
+        target = self._file.fileno()
+        while start < end:  # copied by the kernel where it can: the bytes need not pass through here
+            try:
+                copied = os.copy_file_range(source.fileno(), target, end - start, start)
+            except (AttributeError, OSError):  # another platform or filesystem
+                source.seek(start)
+                chunk = memoryview(source.read(min(_COPY_CHUNK, end - start)))
+                copied = len(chunk)
+                while chunk:
+                    chunk = chunk[os.write(target, chunk):]
+            if not copied:
                 raise ValueError(f"{source.name} ends at byte {start}, before the records kept from it")
-            self._file.write(chunk)
-            start += len(chunk)
+            start += copied
