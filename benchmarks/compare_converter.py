@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +38,39 @@ DEFAULT_FORMATS = "JSON_MIN,CSV,COCO,YOLO,VOC"
 class Run:
     wall: float  # the conversion call, timed in the child
     process: float  # the child from fork to exit
-    cpu: float  # user + system CPU of the child: steadier than wall time on a shared machine
-    peak_rss_mb: float
+    cpu: float  # user + system CPU of the child and its workers: steadier than wall time on a shared machine
+    peak_rss_mb: float  # the largest single process (wait4 reports the maximum over the child and its workers)
+    tree_pss_mb: float  # the child and its workers together, sampled: proportional set size, so pages a
+    # forked worker still shares with its parent count once
+
+
+def _descendants(pid: int) -> list[int]:
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        try:
+            with open(f"/proc/{current}/task/{current}/children") as file:
+                pending += [int(child) for child in file.read().split()]
+        except OSError:
+            pass
+    return found
+
+
+def _tree_pss_kib(pid: int) -> int:
+    total = 0
+    for member in _descendants(pid):
+        try:
+            with open(f"/proc/{member}/smaps_rollup") as file:
+                total += next(int(line.split()[1]) for line in file if line.startswith("Pss:"))
+        except (OSError, StopIteration):
+            pass  # exited between listing and reading
+    return total
+
+
+def _sample_tree_pss(pid: int, peak: list[int], done: threading.Event) -> None:
+    while not done.wait(0.02):
+        peak[0] = max(peak[0], _tree_pss_kib(pid))
 
 
 def run_child(*args: str) -> Run:
@@ -46,7 +78,12 @@ def run_child(*args: str) -> Run:
     started = time.perf_counter()
     child = subprocess.Popen([sys.executable, __file__, "--child", *args], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
+    peak_pss, done = [0], threading.Event()
+    sampler = threading.Thread(target=_sample_tree_pss, args=(child.pid, peak_pss, done), daemon=True)
+    sampler.start()
     stdout, stderr = child.stdout.read(), child.stderr.read()
+    done.set()
+    sampler.join()
     _, status, usage = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not wait again
     process = time.perf_counter() - started
@@ -54,7 +91,7 @@ def run_child(*args: str) -> Run:
         raise SystemExit(f"child {args[0]} failed ({child.returncode}):\n{stderr.decode()[-3000:]}")
     result = json.loads(stdout.decode().strip().splitlines()[-1])
     cpu = usage.ru_utime + usage.ru_stime
-    return Run(result["wall"], process, cpu, usage.ru_maxrss / 1024)  # ru_maxrss is in KiB on Linux
+    return Run(result["wall"], process, cpu, usage.ru_maxrss / 1024, peak_pss[0] / 1024)  # both in KiB
 
 
 def child_lsflow(export: Path, config: Path, out: Path, formats: str) -> float:
@@ -90,6 +127,9 @@ def file_creation_seconds(directory: Path, count: int) -> float:
     return seconds
 
 
+FIELDS = ("wall", "process", "cpu", "peak_rss_mb", "tree_pss_mb")
+
+
 def best(runs: list[Run], field: str) -> tuple[float, float]:
     values = [getattr(run, field) for run in runs]
     return min(values), max(values) - min(values)
@@ -115,25 +155,27 @@ def measure(tasks: int, formats: list[str], repeat: int, runs_dir: Path) -> None
     shutil.rmtree(runs_dir, ignore_errors=True)
 
     print(f"\n{tasks} tasks ({size_mb:.1f} MB), best of {repeat} (± spread = slowest − fastest)")
-    print(f"{'':<26}{'wall s':>16}{'process s':>16}{'CPU s':>16}{'peak RSS MB':>16}")
-    row = "{:<26}" + "{:>9.2f} ±{:>5.2f}" * 3 + "{:>9.0f} ±{:>5.0f}"
+    print(f"{'':<26}{'wall s':>16}{'process s':>16}{'CPU s':>16}{'peak RSS MB':>16}{'all processes, PSS MB':>24}")
+    row = "{:<26}" + "{:>9.2f} ±{:>5.2f}" * 3 + "{:>9.0f} ±{:>5.0f}" + "{:>17.0f} ±{:>5.0f}"
     total = {"wall": 0.0, "process": 0.0, "cpu": 0.0}
-    converter_rss = 0.0
+    converter_rss = converter_pss = 0.0
     for name, runs in converter_runs.items():
-        figures = {field: best(runs, field) for field in ("wall", "process", "cpu", "peak_rss_mb")}
+        figures = {field: best(runs, field) for field in FIELDS}
         for field in total:
             total[field] += figures[field][0]
         converter_rss = max(converter_rss, figures["peak_rss_mb"][0])
+        converter_pss = max(converter_pss, figures["tree_pss_mb"][0])
         print(row.format(f"converter {name}", *(v for pair in figures.values() for v in pair)))
     print(f"{'converter, all formats':<26}" + "".join(f"{total[f]:>9.2f}{'':>7}" for f in total)
-          + f"{converter_rss:>9.0f}  (max)")
-    ours = {field: best(lsflow_runs, field) for field in ("wall", "process", "cpu", "peak_rss_mb")}
+          + f"{converter_rss:>9.0f}  (max){converter_pss:>17.0f}  (max)")
+    ours = {field: best(lsflow_runs, field) for field in FIELDS}
     print(row.format("lsflow, one pass", *(v for pair in ours.values() for v in pair)))
     print(f"creating {tasks} small files here took {min(floors):.2f} s (± {max(floors) - min(floors):.2f}); "
           "YOLO and VOC each write that many, in both tools")
     print(f"lsflow / converter: wall 1/{total['wall'] / ours['wall'][0]:.1f}, "
           f"process 1/{total['process'] / ours['process'][0]:.1f}, CPU 1/{total['cpu'] / ours['cpu'][0]:.1f}; "
-          f"peak RSS {ours['peak_rss_mb'][0]:.0f} MB vs {converter_rss:.0f} MB")
+          f"peak RSS {ours['peak_rss_mb'][0]:.0f} MB vs {converter_rss:.0f} MB (largest process), "
+          f"{ours['tree_pss_mb'][0]:.0f} MB vs {converter_pss:.0f} MB (all processes, PSS)")
 
 
 def main() -> None:

@@ -39,9 +39,12 @@ def test_export_writes_a_coco_that_pycocotools_loads(label_studio, image_project
     for region, (task, label, box) in image_project.boxes.items():
         assert by_region[region]["image_id"] == task and names[by_region[region]["category_id"]] == label
         assert by_region[region]["bbox"] == pytest.approx(box, abs=1e-6)
-    # Beside the dataset only lsflow's state for the next (incremental) export: snapshot and store.
+    # Beside the dataset only lsflow's state for the next (incremental) export: the snapshot, the store
+    # and the index of each format's output that lets unchanged tasks' output be reused.
     assert sorted(p.name for p in out.iterdir()) == [".lsflow", "COCO"]
-    assert sorted(p.name for p in (out / ".lsflow" / f"project-{image_project.id}").iterdir()) == ["snapshot", "store"]
+    state = out / ".lsflow" / f"project-{image_project.id}"
+    assert sorted(p.name for p in state.iterdir()) == ["reuse", "snapshot", "store"]
+    assert sorted(p.name for p in (state / "reuse").iterdir()) == ["COCO"]
 
 
 def test_several_formats_with_a_personal_token_and_debug_logs_without_the_token(label_studio, text_project,
