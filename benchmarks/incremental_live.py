@@ -7,11 +7,12 @@ Starts `.venv-ls/bin/label-studio` (the test harness's `LabelStudioServer`) in a
 free port, creates an image project with `data/sample/projects/1/label_config.xml` and imports the
 tasks in chunks through the import API, each with 1–2 annotations (rectangles, rotated rectangles and
 polygons from `generate_export.py`'s generator, relabelled to the config's labels) and a prediction on
-some. A first full export (snapshot, store, datasets) goes into root A. Then 1 % of the project
-changes: new, edited and deleted annotations, new predictions, task data edits, task deletions and
-new tasks. Measured, with `time.perf_counter`:
+some. A first full export (snapshot, store, datasets) goes into root A. Then two rounds; in each, 1 %
+of the project changes the ways users change it and is exported twice, timed with `time.perf_counter`:
 
-- full re-export: snapshot with `full=True` into a fresh root B, store, datasets;
+- round 1: new, edited and deleted annotations, new predictions, task data edits and new tasks;
+- round 2: the same, with 5 % of the changed tasks deleted instead of some of the new ones;
+- full re-export: snapshot with `full=True` into a fresh root, store, datasets;
 - incremental re-export: into root A (`full=False`), the same steps.
 
 The snapshot step is split into the server's part (view, building the snapshot), the download and
@@ -24,9 +25,10 @@ takes about a minute for 20 000 tasks here, so requests may take up to `--reques
 
 The watermark overlap is the default (60 s). A bulk import puts 20 000 task updates within minutes,
 which no real project's last minute holds, and every task updated within the overlap before the
-previous snapshot's newest change is fetched again. So, as a real project would, this one rests:
-after the import the script waits out the overlap (plus 5 s) and makes one edit, the newest change
-the first snapshot sees; only that edit's task falls inside the overlap.
+previous snapshot's newest change is fetched again. So, as a real project would, this one rests
+before each export: the script waits out the overlap (plus 5 s) and makes one task edit (a marker),
+the newest change that export sees; the next incremental snapshot must hold exactly the changed
+tasks, the previous marker (inside its overlap) and its own marker.
 """
 
 from __future__ import annotations
@@ -113,8 +115,9 @@ class ChangePlan:
 
 
 def change_project(server: LabelStudioServer, project: int, root_a: ProjectLayout, rng: random.Random,
-                   total: int, exclude: int) -> ChangePlan:
-    """Change `total` tasks (1 % by default) the ways users do; annotation ids come from the first store."""
+                   total: int, exclude: set[int], delete_tasks: bool) -> ChangePlan:
+    """Change `total` tasks (1 % by default) the ways users do; annotation ids come from the last store.
+    Without `delete_tasks`, the share of task deletions goes to new tasks instead."""
     table = pq.read_table(root_a.store_dir / "annotations.parquet", columns=["task_id", "annotation_id", "kind"])
     annotations: dict[int, list[int]] = {}
     for task_id, annotation_id, kind in zip(*(table.column(i).to_pylist() for i in range(3))):
@@ -125,10 +128,12 @@ def change_project(server: LabelStudioServer, project: int, root_a: ProjectLayou
     images = {row["task_id"]: row["image_ref"] for row in tasks}
     sizes_px = {row["task_id"]: (row["image_width"] or 1920, row["image_height"] or 1080) for row in tasks}
     shares = {"annotation created": 0.30, "annotation edited": 0.22, "annotation deleted": 0.15,
-              "prediction created": 0.10, "task data edited": 0.13, "task deleted": 0.05}
+              "prediction created": 0.10, "task data edited": 0.13}
+    if delete_tasks:
+        shares["task deleted"] = 0.05
     sizes = {name: max(1, round(total * share)) for name, share in shares.items()}
     created = max(1, total - sum(sizes.values()))
-    chosen = rng.sample(sorted(set(annotations) - {exclude}), sum(sizes.values()))
+    chosen = rng.sample(sorted(set(annotations) - exclude), sum(sizes.values()))
     plan = ChangePlan(counts={**sizes, "task created": created})
     client = server.client
     for name, count in sizes.items():
@@ -151,6 +156,16 @@ def change_project(server: LabelStudioServer, project: int, root_a: ProjectLayou
     new_tasks = [import_task(rng, project, 900_000 + n) for n in range(created)]
     plan.created.update(server.import_tasks(project, new_tasks))
     return plan
+
+
+def rest_then_mark(server: LabelStudioServer, task_id: int, data: dict) -> None:
+    """Wait out the watermark overlap (plus 5 s), then make one task edit the project's newest change:
+    only that task falls inside the overlap of the next snapshot, as in a project edited now and then."""
+    rest = WATERMARK_OVERLAP + timedelta(seconds=5)
+    print(f"watermark overlap {WATERMARK_OVERLAP.total_seconds():.0f} s (the default): resting "
+          f"{rest.total_seconds():.0f} s, then one task edit as the project's newest change")
+    time.sleep(rest.total_seconds())
+    server.client.tasks.update(id=task_id, data=data)
 
 
 # --- measuring --------------------------------------------------------------------------------------
@@ -257,6 +272,29 @@ def print_run(run: Run) -> None:
           f"{run.summary.predictions} predictions, {run.summary.regions} regions; changes {run.changes}")
 
 
+def verify(formats: list[str], full: Run, incremental: Run, plan: ChangePlan, inside_overlap: set[int],
+           root_a: ProjectLayout) -> None:
+    """Before any number is printed: equal datasets, exactly the changed tasks fetched, deletions found."""
+    for name in formats:
+        differing = differing_files(incremental.results[name].path, full.results[name].path)
+        if differing:
+            raise SystemExit(f"{name}: incremental differs from full in {len(differing)} files, "
+                             f"e.g. {differing[:5]}")
+    print(f"verified: the incremental datasets equal the full ones file by file ({', '.join(formats)})")
+    expected = plan.touched | plan.created | inside_overlap
+    fetched = {task.id for task in iter_export_tasks(root_a.snapshot_dir / EXPORT_FILE)}
+    print(f"incremental snapshot: {len(fetched)} tasks fetched, {len(expected)} expected (the changed ones "
+          f"and the markers inside the overlap); deletions found {len(incremental.record.deleted_task_ids)} "
+          f"of {len(plan.deleted)}")
+    if fetched != expected:
+        raise SystemExit(f"the incremental snapshot missed {sorted(expected - fetched)[:10]} "
+                         f"and held unchanged {sorted(fetched - expected)[:10]}")
+    if set(incremental.record.deleted_task_ids) != plan.deleted:
+        raise SystemExit("the incremental export did not find exactly the deleted tasks")
+    same_store = incremental.summary.content_digest == full.summary.content_digest
+    print(f"store content digest, incremental vs full: {'equal' if same_store else 'DIFFERENT'}")
+
+
 # --- the run ----------------------------------------------------------------------------------------
 
 def main() -> None:
@@ -292,12 +330,8 @@ def main() -> None:
         print(f"imported {len(task_ids)} tasks in {time.perf_counter() - started:.0f} s "
               f"({args.chunk} per request)")
 
-        rest = WATERMARK_OVERLAP + timedelta(seconds=5)
-        print(f"watermark overlap {WATERMARK_OVERLAP.total_seconds():.0f} s (the default): resting "
-              f"{rest.total_seconds():.0f} s, then one task edit as the project's newest change")
-        time.sleep(rest.total_seconds())
         marker = task_ids[-1]
-        server.client.tasks.update(id=marker, data={**chunk[-1]["data"], "reviewed": True})
+        rest_then_mark(server, marker, {**chunk[-1]["data"], "reviewed": True})
 
         print(f"request timeout {args.request_timeout:.0f} s (lsflow's default is {Timing().request_timeout:.0f} s)")
         root_a = ProjectLayout(work / "out-a", str(project))
@@ -305,44 +339,39 @@ def main() -> None:
         assert first.record.mode == "full" and first.summary.tasks == args.tasks, first.record
         print_run(first)
 
-        plan = change_project(server, project, root_a, rng, change_count, exclude=marker)
-        changed_tasks = len(plan.touched | plan.deleted | plan.created)
-        print(f"\nchanged {changed_tasks} tasks: " + ", ".join(f"{n} {k}" for k, n in plan.counts.items()))
-
-        full = export(server, ProjectLayout(work / "out-b", str(project)), "full re-export (root B)", True, formats,
-                      args.request_timeout)
-        incremental = export(server, root_a, "incremental re-export (root A)", False, formats,
-                             args.request_timeout)
-
-        for name in formats:
-            differing = differing_files(incremental.results[name].path, full.results[name].path)
-            if differing:
-                raise SystemExit(f"{name}: incremental differs from full in {len(differing)} files, "
-                                 f"e.g. {differing[:5]}")
-        print(f"\nverified: the incremental datasets equal the full ones file by file ({', '.join(formats)})")
-        expected = plan.touched | plan.created | {marker}
-        fetched = {task.id for task in iter_export_tasks(root_a.snapshot_dir / EXPORT_FILE)}
-        print(f"incremental snapshot: {len(fetched)} tasks fetched, {len(expected)} expected (the changed ones "
-              f"and the one inside the overlap); deletions found {len(incremental.record.deleted_task_ids)} "
-              f"of {len(plan.deleted)}")
-        if fetched != expected:
-            raise SystemExit(f"the incremental snapshot missed {sorted(expected - fetched)[:10]} "
-                             f"and held unchanged {sorted(fetched - expected)[:10]}")
-        if set(incremental.record.deleted_task_ids) != plan.deleted:
-            raise SystemExit("the incremental export did not find exactly the deleted tasks")
-        same_store = incremental.summary.content_digest == full.summary.content_digest
-        print(f"store content digest, incremental vs full: {'equal' if same_store else 'DIFFERENT'}")
-
-        print_run(full)
-        print_run(incremental)
-        print(f"\nsnapshot sizes: full {full.snapshot_bytes:,} bytes / {full.record.task_count} tasks, "
-              f"incremental {incremental.snapshot_bytes:,} bytes / {incremental.record.task_count} tasks "
-              f"({incremental.snapshot_bytes / full.snapshot_bytes:.2%})")
-        for name in ("snapshot", "store", "datasets"):
-            print(f"  {name:<10} incremental/full {incremental.steps[name] / full.steps[name]:6.1%}")
-        ratio = incremental.total / full.total
-        print(f"incremental/full wall time: {incremental.total:.1f} s / {full.total:.1f} s = {ratio:.1%} "
-              f"(target ≤ 10 %: {'met' if ratio <= 0.10 else 'NOT met'}); load average {os.getloadavg()[0]:.2f}")
+        rounds = [("1 % of the tasks changed, none deleted", False),
+                  ("1 % of the tasks changed, 5 % of them deleted", True)]
+        ratios = []
+        markers = {marker, *task_ids[1:len(rounds) + 1]}  # never deleted: each round edits one
+        for number, (title, delete_tasks) in enumerate(rounds, 1):
+            print(f"\n=== round {number}: {title}")
+            plan = change_project(server, project, root_a, rng, change_count, exclude=markers,
+                                  delete_tasks=delete_tasks)
+            changed_tasks = len(plan.touched | plan.deleted | plan.created)
+            print(f"changed {changed_tasks} tasks: " + ", ".join(f"{n} {k}" for k, n in plan.counts.items()))
+            # The last export's newest change (its marker) is inside this snapshot's overlap; so is this
+            # round's marker, made after its changes, before its exports.
+            previous_marker, marker = marker, task_ids[number]
+            rest_then_mark(server, marker, {**server.client.tasks.get(id=marker).data, "reviewed": number})
+            full = export(server, ProjectLayout(work / f"out-b{number}", str(project)), "full re-export (fresh root)",
+                          True, formats, args.request_timeout)
+            incremental = export(server, root_a, "incremental re-export (root A)", False, formats,
+                                 args.request_timeout)
+            verify(formats, full, incremental, plan, {previous_marker, marker}, root_a)
+            print_run(full)
+            print_run(incremental)
+            print(f"\nsnapshot sizes: full {full.snapshot_bytes:,} bytes / {full.record.task_count} tasks, "
+                  f"incremental {incremental.snapshot_bytes:,} bytes / {incremental.record.task_count} tasks "
+                  f"({incremental.snapshot_bytes / full.snapshot_bytes:.2%})")
+            for name in ("snapshot", "store", "datasets"):
+                print(f"  {name:<10} incremental/full {incremental.steps[name] / full.steps[name]:6.1%}")
+            ratio = incremental.total / full.total
+            ratios.append((title, incremental.total, full.total, ratio))
+        print("\nincremental/full wall time (target ≤ 10 %):")
+        for title, incremental_seconds, full_seconds, ratio in ratios:
+            print(f"  {title}: {incremental_seconds:.1f} s / {full_seconds:.1f} s = {ratio:.1%} "
+                  f"({'met' if ratio <= 0.10 else 'NOT met'})")
+        print(f"load average {os.getloadavg()[0]:.2f}")
     finally:
         server.stop()
         if args.keep:
