@@ -33,6 +33,7 @@ def settings_from_environment() -> DatasetSettings:
         output_root=os.environ.get("LSFLOW_OUTPUT_ROOT", "data/output"),
         annotation_policy=os.environ.get("LSFLOW_ANNOTATION_POLICY", "all"),
         media_root=os.environ.get("LSFLOW_MEDIA_ROOT", SAMPLE_MEDIA_ROOT if uses_sample else None),
+        workers=int(os.environ["LSFLOW_WORKERS"]) if os.environ.get("LSFLOW_WORKERS") else None,
     )
 
 

@@ -6,6 +6,7 @@ import pytest
 from lsflow import defs
 from lsflow.core.formats import WRITERS
 from lsflow.defs.assets import datasets, label_studio_snapshot, normalized_tasks
+from lsflow.defs.definitions import settings_from_environment
 from lsflow.defs.partitions import PROJECTS_PARTITION_NAME
 from lsflow.defs.resources import DatasetSettings, ExportFileSourceResource
 from lsflow_tests.paths import SAMPLE_MEDIA, SAMPLE_PROJECTS
@@ -13,6 +14,15 @@ from lsflow_tests.paths import SAMPLE_MEDIA, SAMPLE_PROJECTS
 
 def test_from_lsflow_import_defs_gives_the_definitions():
     assert isinstance(defs, dg.Definitions)
+
+
+def test_settings_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("LSFLOW_WORKERS", "3")
+    monkeypatch.setenv("LSFLOW_ANNOTATION_POLICY", "latest")
+    settings = settings_from_environment()
+    assert (settings.workers, settings.annotation_policy) == (3, "latest")
+    monkeypatch.delenv("LSFLOW_WORKERS")
+    assert settings_from_environment().workers is None  # one process a usable core
 
 
 def test_every_format_is_an_asset_downstream_of_the_store_with_its_checks():

@@ -2,15 +2,21 @@
 
 import copy
 import json
+import random
 import shutil
 
 import pytest
 
+from lsflow.core.export import BATCH_TASKS
 from lsflow.core.formats import WRITERS
 from lsflow.core.layout import ProjectLayout
 from lsflow.sources.export_file import ExportFileSource
 from lsflow.sources.media import MediaResolver
-from lsflow.sources.project_sync import build_datasets, take_project_snapshot, update_store
+from lsflow.sources.project_sync import (
+    build_datasets,
+    take_project_snapshot,
+    update_store,
+)
 from lsflow_tests.paths import IMAGE_PROJECT, SAMPLE_MEDIA
 
 FORMATS = sorted(WRITERS)
@@ -23,12 +29,12 @@ def project(tmp_path):
     return folder
 
 
-def sync(source, root, full=False):
+def sync(source, root, full=False, workers=None):
     media = MediaResolver(SAMPLE_MEDIA, cache_dir=root / "media-cache")
     layout = ProjectLayout(root, "1")
     record = take_project_snapshot(source, layout, full=full)
     summary, changes, _ = update_store(layout)
-    results, _ = build_datasets(layout, FORMATS, media=media)
+    results, _ = build_datasets(layout, FORMATS, media=media, workers=workers)
     return record, changes, results, layout
 
 
@@ -87,3 +93,53 @@ def test_applying_the_same_snapshot_twice_changes_nothing(project, tmp_path):
     after = files(layout.store_dir)
     assert {k: v for k, v in after.items() if k.name != "manifest.json"} == \
            {k: v for k, v in store_before.items() if k.name != "manifest.json"}
+
+
+def _copy_of(task, task_id, rng):
+    """A sample task under a new id, its boxes moved a little; every third keeps its image's name."""
+    copied = copy.deepcopy(task)
+    copied["id"] = copied["inner_id"] = task_id
+    if task_id % 3:
+        folder, _, name = copied["data"]["image"].rpartition("/")
+        copied["data"]["image"] = f"{folder}/{task_id:05d}{name[8:]}"
+    for annotation in copied["annotations"]:
+        for result in annotation["result"]:
+            if "x" in result.get("value", {}):
+                result["value"]["x"] = round(min(result["value"]["x"] + rng.random(), 60.0), 4)
+    return copied
+
+
+def test_many_tasks_through_workers_and_reuse_equal_a_single_process_full_export(project, tmp_path):
+    """Above `BATCH_TASKS` tasks, formats are written by worker processes in batches and an
+    incremental build copies runs of unchanged tasks' output: neither may change a byte."""
+    rng = random.Random(5)
+    sample = json.loads((project / "export.json").read_text())
+    tasks = [_copy_of(sample[n % len(sample)], 1000 + n, rng) for n in range(3 * BATCH_TASKS + 40)]
+    (project / "export.json").write_text(json.dumps(tasks))
+    source = ExportFileSource(project.parent)
+    sync(source, tmp_path / "incremental", workers=2)
+
+    edited = rng.sample(tasks, 40)
+    for task in edited:
+        if task["annotations"]:
+            task["annotations"][0]["result"] = task["annotations"][0]["result"][:1]
+        task["data"]["camera"] = "cam-2"
+        task["updated_at"] = "2026-01-02T10:00:00.000000Z"
+    deleted = {task["id"] for task in rng.sample(tasks, 10)} - {task["id"] for task in edited}
+    added = [_copy_of(sample[n % len(sample)], 5000 + n, rng) for n in range(12)]
+    for task in added:
+        task["updated_at"] = "2026-01-02T10:05:00.000000Z"
+    tasks = [task for task in tasks if task["id"] not in deleted] + added
+    (project / "export.json").write_text(json.dumps(tasks))
+
+    record, _, incremental, _ = sync(source, tmp_path / "incremental", workers=2)
+    assert record.mode == "incremental" and set(record.deleted_task_ids) == deleted
+    _, _, full, _ = sync(source, tmp_path / "full", full=True, workers=1)
+    for name in FORMATS:
+        assert files(incremental[name].path) == files(full[name].path), name
+    assert incremental["YOLO"].files.files_kept > len(tasks) - 100
+
+    record, changes, again, _ = sync(source, tmp_path / "incremental", workers=2)  # nothing changed since
+    assert (changes.new, changes.changed, changes.deleted) == (0, 0, 0)
+    for name in FORMATS:
+        assert files(again[name].path) == files(full[name].path), name
