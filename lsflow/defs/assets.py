@@ -89,6 +89,7 @@ def normalized_tasks(context: dg.AssetExecutionContext, settings: DatasetSetting
             "mode": record.mode,
             "new_tasks": changes.new,
             "changed_tasks": changes.changed,
+            "unchanged_tasks": changes.unchanged,  # fetched again (inside the overlap), found unchanged
             "deleted_tasks": changes.deleted,
             "watermark": summary.max_updated_at or "",
             "snapshot_id": record.snapshot_id or "",

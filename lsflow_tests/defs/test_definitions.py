@@ -77,15 +77,22 @@ def test_unchanged_snapshot_gives_the_same_data_versions(instance, tmp_path):
         "settings": DatasetSettings(output_root=str(tmp_path)),
     }
 
+    store_metadata = []
+
     def versions():
         result = dg.materialize([label_studio_snapshot, normalized_tasks, datasets], partition_key="1",
                                 instance=instance, resources=resources)
+        store_metadata.append({k: v.value for k, v in
+                               result.asset_materializations_for_node("normalized_tasks")[0].metadata.items()})
         return {m.asset_key: m.tags.get("dagster/data_version") for m in
                 (e.event_specific_data.materialization for e in result.get_asset_materialization_events())}
 
     first = versions()
     assert len(first) == 2 + len(WRITERS) - 3 and all(first.values())  # 3 text/audio formats skipped
     second = versions()
+    counts = ("mode", "new_tasks", "changed_tasks", "deleted_tasks")
+    assert [tuple(m[k] for k in counts) for m in store_metadata] == [("full", 8, 0, 0), ("incremental", 0, 0, 0)]
+    assert store_metadata[1]["unchanged_tasks"] >= 1  # the newest task, inside the watermark's overlap
     # The second snapshot holds only the tasks changed since the first (incremental); the store and
     # every dataset built from it are the same, so nothing downstream has a reason to run again.
     snapshot = dg.AssetKey("label_studio_snapshot")
