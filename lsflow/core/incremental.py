@@ -8,6 +8,7 @@ again rather than missed (fetching a task twice is harmless: upserts are idempot
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -36,7 +37,7 @@ def changed_after(updated_at: str | None, since: str) -> bool:
 
 def find_deleted(known_ids: Iterable[int], count_between: Callable[[int, int], int],
                  ids_between: Callable[[int, int], Iterable[int]],
-                 map_requests: Callable[..., Iterable[Any]] = map) -> set[int]:
+                 submit: Callable[..., Future] | None = None) -> set[int]:
     """Which of `known_ids` the server no longer has, from counts of its tasks with ids in a range.
 
     Listing every id of a project costs the server ~1 ms a task (it loads their annotations); a count
@@ -44,41 +45,66 @@ def find_deleted(known_ids: Iterable[int], count_between: Callable[[int, int], i
     made since have larger ids than every known one, and the count over the known range falls short
     by exactly the number deleted; ranges that fall short are halved (one count per halving: the
     other half's is the difference) until they are small enough to list (`ids_between`), or gone
-    whole. Requests of one round go through `map_requests` (e.g. a thread pool's `map`). A range that
-    counts more tasks than are known (which growing ids rule out) is counted again in halves rather
-    than trusted.
+    whole. A range that counts more tasks than are known (which growing ids rule out) is counted
+    again in halves rather than trusted.
+
+    Requests go through `submit` (e.g. a thread pool's), and each answer sends its follow-ups at once:
+    the server is kept busy rather than waiting for the slowest request of a round.
     """
     known = sorted(set(known_ids))
     deleted: set[int] = set()
-    # (start, end, missing): known[start:end] lacks `missing` tasks on the server; None: to be counted.
-    pending: list[tuple[int, int, int | None]] = [(0, len(known), None)] if known else []
-    while pending:
-        counts, halves, listings = [], [], []
-        for start, end, missing in pending:
-            if missing == 0:
-                continue
-            if missing == end - start:
-                deleted.update(known[start:end])
-            elif end - start <= LIST_BELOW:
-                listings.append((start, end))
-            elif missing is None:
-                counts.append((start, end, None))
-            else:  # count the first half; the second lacks the rest
-                halves.append((start, (start + end) // 2, end, missing))
-        requests = counts + [(start, mid, (end, missing)) for start, mid, end, missing in halves]
-        found = list(map_requests(lambda request: count_between(known[request[0]], known[request[1] - 1]), requests))
-        present = list(map_requests(lambda span: set(ids_between(known[span[0]], known[span[1] - 1])), listings))
-        pending = []
-        for (start, end, rest), count in zip(requests, found):
-            if count > end - start:  # tasks the snapshot did not have: count the halves on their own
+    send = submit or _done_now
+    waiting: dict[Future, Callable[[Any], None]] = {}
+
+    def count(start: int, end: int, then: Callable[[int], None]) -> None:
+        waiting[send(count_between, known[start], known[end - 1])] = then
+
+    def counted(start: int, end: int) -> None:
+        """known[start:end], its shortfall not yet known."""
+        def then(present: int) -> None:
+            if present > end - start:  # tasks the snapshot did not have: count the halves on their own
                 middle = (start + end) // 2
-                pending += [(start, middle, None), (middle, end, None)]
-                if rest is not None:
-                    pending.append((end, rest[0], None))
-                continue
-            pending.append((start, end, end - start - count))
-            if rest is not None:
-                pending.append((end, rest[0], rest[1] - (end - start - count)))
-        for (start, end), ids in zip(listings, present):
-            deleted.update(task_id for task_id in known[start:end] if task_id not in ids)
+                counted(start, middle)
+                counted(middle, end)
+            else:
+                short(start, end, end - start - present)
+        count(start, end, then)
+
+    def short(start: int, end: int, missing: int) -> None:
+        """known[start:end] lacks `missing` tasks on the server."""
+        if missing == 0:
+            return
+        if missing == end - start:
+            deleted.update(known[start:end])
+        elif end - start <= LIST_BELOW:
+            def listed(ids: Iterable[int]) -> None:
+                present = set(ids)
+                deleted.update(task_id for task_id in known[start:end] if task_id not in present)
+            waiting[send(ids_between, known[start], known[end - 1])] = listed
+        else:  # count the first half; the second lacks the rest
+            middle = (start + end) // 2
+
+            def halved(present: int) -> None:
+                if present > middle - start:
+                    counted(start, (start + middle) // 2)
+                    counted((start + middle) // 2, middle)
+                    counted(middle, end)
+                    return
+                first_missing = middle - start - present
+                short(start, middle, first_missing)
+                short(middle, end, missing - first_missing)
+            count(start, middle, halved)
+
+    if known:
+        counted(0, len(known))
+    while waiting:
+        done, _ = wait(waiting, return_when=FIRST_COMPLETED)
+        for future in done:
+            waiting.pop(future)(future.result())
     return deleted
+
+
+def _done_now(function: Callable[..., Any], *args: Any) -> Future:
+    future: Future = Future()
+    future.set_result(function(*args))
+    return future

@@ -208,7 +208,7 @@ class LabelStudioSource:
             return [task.id for task in tasks_between(low, high, LIST_BELOW)]
 
         with ThreadPoolExecutor(DELETION_REQUESTS) as pool:
-            return find_deleted(known_ids, count_between, ids_between, pool.map)
+            return find_deleted(known_ids, count_between, ids_between, pool.submit)
 
     def take_snapshot(self, project_id: str, destination: Path, changed_since: str | None = None) -> Snapshot:
         """The project's export in `destination`; with `changed_since` (server time, Label Studio's

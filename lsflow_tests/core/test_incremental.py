@@ -2,6 +2,9 @@
 
 import bisect
 import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -14,13 +17,16 @@ class Project:
     def __init__(self, ids):
         self.ids = sorted(ids)
         self.counts = self.listings = 0
+        self.lock = threading.Lock()
 
     def count_between(self, low, high):
-        self.counts += 1
+        with self.lock:
+            self.counts += 1
         return bisect.bisect_right(self.ids, high) - bisect.bisect_left(self.ids, low)
 
     def ids_between(self, low, high):
-        self.listings += 1
+        with self.lock:
+            self.listings += 1
         return self.ids[bisect.bisect_left(self.ids, low):bisect.bisect_right(self.ids, high)]
 
 
@@ -55,3 +61,25 @@ def test_a_range_holding_more_tasks_than_known_is_counted_in_halves_not_trusted(
     known = list(range(1, 1001))
     project = Project((set(known) - {750, 751}) | {250.5})  # a task among the known ones the store missed
     assert find_deleted(known, project.count_between, project.ids_between) == {750, 751}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_requests_answered_out_of_order_by_a_pool_find_the_same_deletions(seed):
+    rng = random.Random(seed)
+    known = list(range(1, 5001))
+    deleted = set(rng.sample(known, 12)) | set(range(3000, 3040))
+    project = Project(set(known) - deleted)
+    in_order = find_deleted(known, project.count_between, project.ids_between)
+    sequential_requests = project.counts + project.listings
+
+    def slow(request):  # answers come back in another order than asked
+        def answer(low, high):
+            time.sleep(rng.random() / 500)
+            return request(low, high)
+        return answer
+
+    project.counts = project.listings = 0
+    with ThreadPoolExecutor(4) as pool:
+        found = find_deleted(known, slow(project.count_between), slow(project.ids_between), pool.submit)
+    assert found == in_order == deleted
+    assert project.counts + project.listings == sequential_requests

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import mmap
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,9 +29,20 @@ import orjson
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, Stream, TaskItem
 from lsflow.core.formats.vision import (
-    IMAGE_SIZE_UNKNOWN, IMAGES_READABLE, KEYPOINT_VISIBLE, PlacedKeypoint, VisionWriter, check_images_readable,
+    IMAGE_SIZE_UNKNOWN,
+    IMAGES_READABLE,
+    KEYPOINT_VISIBLE,
+    PlacedKeypoint,
+    VisionWriter,
+    check_images_readable,
 )
-from lsflow.core.geometry import clip_envelope, clip_polygon, envelope, is_inside, polygon_area
+from lsflow.core.geometry import (
+    clip_envelope,
+    clip_polygon,
+    envelope,
+    is_inside,
+    polygon_area,
+)
 from lsflow.core.model import Annotation
 from lsflow.core.rle import coco_rle
 from lsflow.core.shapes import Shape
@@ -230,7 +240,9 @@ class CocoWriter(VisionWriter):
 
     @classmethod
     def _check_loads(cls, out_dir: Path) -> CheckOutcome:
-        from pycocotools.coco import COCO  # imported here: loading it costs ~0.3 s at start-up
+        from pycocotools.coco import (
+            COCO,  # imported here: loading it costs ~0.3 s at start-up
+        )
 
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
@@ -295,8 +307,14 @@ def _copy_numbered(path: Path, out: Any) -> None:
             out.write(b'%s{"id":%d,%s' % (b"," if number > 1 else b"", number, line[1:].rstrip(b"\n")))
 
 
-def _contains(path: Path, text: bytes) -> bool:
-    if path.stat().st_size == 0:
-        return False
-    with open(path, "rb") as stream, mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-        return mapped.find(text) != -1
+def _contains(path: Path, text: bytes, chunk_size: int = 1 << 20) -> bool:
+    """Whether `text` occurs in the file, read a chunk at a time: mapping it whole would count every
+    page of it in the process's resident memory (~1 KB a task for COCO's annotations)."""
+    carried = b""  # the last bytes read, in case `text` straddles two chunks
+    with open(path, "rb") as stream:
+        while chunk := stream.read(chunk_size):
+            window = carried + chunk
+            if text in window:
+                return True
+            carried = window[max(0, len(window) - len(text) + 1):]
+    return False

@@ -3,6 +3,7 @@
 import contextlib
 import io
 import json
+import random
 
 import numpy as np
 import pytest
@@ -12,9 +13,16 @@ from pycocotools.coco import COCO
 
 from lsflow.core.export import export_context
 from lsflow.core.formats import writer_class
+from lsflow.core.formats.coco import _contains
 from lsflow.core.label_config import LabelConfig
 from lsflow_tests.core.formats.exporting import (
-    annotation, dropped, files_mapping, keypoint, rectangle, run, task,
+    annotation,
+    dropped,
+    files_mapping,
+    keypoint,
+    rectangle,
+    run,
+    task,
 )
 from lsflow_tests.paths import IMAGE_CONFIG, IMAGE_EXPORT, SAMPLE_MEDIA
 
@@ -124,3 +132,15 @@ def test_coco_check_catches_masks_of_the_wrong_size_and_boxes_outside_the_image(
 
 def _context():
     return export_context(LabelConfig.from_file(IMAGE_CONFIG), lambda: [])
+
+
+def test_whether_keypoints_added_their_category_is_read_right_across_chunks(tmp_path):
+    """`result.json` lists the keypoint category only when a record uses it; the records are scanned a
+    chunk at a time, so the marker may straddle two chunks."""
+    rng = random.Random(3)
+    for _ in range(400):
+        data = bytes(rng.choice(b'ab,:"') for _ in range(rng.randint(0, 60)))
+        marker = bytes(rng.choice(b'ab,:"') for _ in range(rng.randint(1, 6)))
+        (tmp_path / "records").write_bytes(data)
+        for chunk_size in (1, 2, 5, 1 << 20):
+            assert _contains(tmp_path / "records", marker, chunk_size) == (marker in data)
