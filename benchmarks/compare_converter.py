@@ -12,7 +12,9 @@ returns the child's rusage):
   as its API works: each call re-reads the whole file.
 
 "wall" is the conversion call timed inside the child (interpreter start-up and imports excluded, which
-would otherwise charge the converter five times); "process" is the child's whole life. Each figure is
+would otherwise charge the converter five times); "process" is the child's whole life. lsflow forks
+workers: "peak RSS" is its largest process (wait4), "all processes, PSS" the child and its workers
+together, sampled. Each figure is
 the best of the repeats, with the spread (slowest − fastest) beside it: the machine is shared.
 """
 
@@ -125,10 +127,16 @@ def file_creation_seconds(directory: Path, count: int) -> float:
     return time.perf_counter() - started
 
 
+SETTLE_SECONDS = 30
+# Reading a process's PSS walks its page tables: sampling every 20 ms took a third of a core here.
+SAMPLE_SECONDS = 0.25
+FIELDS = ("wall", "process", "cpu", "peak_rss_mb", "tree_pss_mb")
+
+
 def settle() -> None:
     """Wait until files just removed no longer slow down creating new ones. On this machine's ext4,
-    creating 5 000 files right after removing 20 000 took 3 s instead of 0.2 s (new folders go where
-    inodes were just freed, and the allocator skips recently freed inodes); 10 s later it was back
+    creating 5 000 files right after removing 20 000 took 3 s instead of 0.2 s, all of it system
+    time (likely the inode allocator passing over the inodes just freed); 10 s later it was back
     to normal. So outputs are removed only before and after all runs: otherwise whichever tool ran
     first after a removal paid for it."""
     time.sleep(SETTLE_SECONDS)
