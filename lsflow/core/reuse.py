@@ -18,8 +18,8 @@ from __future__ import annotations
 import hashlib
 from bisect import bisect_left
 from collections import Counter
-from functools import cache
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -33,6 +33,7 @@ from lsflow.core.formats.base import ExportContext, Stream
 from lsflow.core.report import RegionReport, TaskAccount
 from lsflow.core.selection import AnnotationPolicy
 from lsflow.core.shapes import ImageSize
+from lsflow.core.store import table_of_rows
 from lsflow.core.streams import Span
 
 INDEX_FILE = "index.parquet"
@@ -211,9 +212,7 @@ class OutputRecorder:
 
     def finish(self, dataset_dir: Path) -> None:
         """Write the index and note the stream files as they are now, published in `dataset_dir`."""
-        columns = zip(*self._fresh) if self._fresh else [[] for _ in _SCHEMA]
-        fresh = pa.Table.from_arrays([pa.array(column, type=field.type) for column, field in zip(columns, _SCHEMA)],
-                                     schema=_SCHEMA)
+        fresh = table_of_rows(self._fresh, _SCHEMA)
         tables = []
         for piece in self._pieces:
             if piece[0] is None:

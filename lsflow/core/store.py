@@ -106,6 +106,13 @@ def content_hash(raw: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+def table_of_rows(rows: list[tuple], schema: pa.Schema) -> pa.Table:
+    """Rows as tuples in the schema's column order, as a table."""
+    columns = zip(*rows) if rows else [[] for _ in schema]
+    return pa.Table.from_arrays([pa.array(column, type=field.type) for column, field in zip(columns, schema)],
+                                schema=schema)
+
+
 class _Rows:
     """Rows of the three tables, tuples in schema order: building a dict per row and letting pyarrow
     look every key up again cost more than the rest of the store."""
@@ -139,9 +146,7 @@ class _Rows:
     def tables(self) -> dict[str, pa.Table]:
         tables = {}
         for (name, schema), rows in zip(TABLES.items(), (self.tasks, self.annotations, self.regions)):
-            columns = zip(*rows) if rows else [[] for _ in schema]
-            tables[name] = pa.Table.from_arrays([pa.array(column, type=field.type)
-                                                 for column, field in zip(columns, schema)], schema=schema)
+            tables[name] = table_of_rows(rows, schema)
             rows.clear()
         return tables
 
@@ -216,7 +221,12 @@ def upsert_store(previous: Path, incoming: Iterable[Task], deleted_ids: set[int]
     finally:
         for writer in writers.values():
             writer.close()
-    return _finish(directory, manifest), changes
+    return _finish(directory, manifest, tables), changes
+
+
+# What the summary is made of (`_finish`).
+_SUMMARY_COLUMNS = {"tasks": ["task_id", "updated_at", "content_hash"], "annotations": ["kind"],
+                    "regions": ["kind", "annotation_cancelled", "label"]}
 
 
 def _writers(directory: Path) -> dict[str, pq.ParquetWriter]:
@@ -229,11 +239,12 @@ def _write(writers: dict[str, pq.ParquetWriter], tables: dict[str, pa.Table]) ->
             writers[name].write_table(table, row_group_size=BATCH_TASKS if name == "tasks" else None)
 
 
-def _finish(directory: Path, manifest: dict[str, Any]) -> StoreSummary:
-    """The store's summary, from its tables, and its manifest."""
-    tasks = pq.read_table(directory / "tasks.parquet", columns=["task_id", "updated_at", "content_hash"])
-    kinds = pq.read_table(directory / "annotations.parquet", columns=["kind"]).column("kind")
-    regions = pq.read_table(directory / "regions.parquet", columns=["kind", "annotation_cancelled", "label"])
+def _finish(directory: Path, manifest: dict[str, Any], tables: dict[str, pa.Table] | None = None) -> StoreSummary:
+    """The store's summary and its manifest, from its tables (read back from `directory` unless given)."""
+    if tables is None:
+        tables = {name: pq.read_table(directory / f"{name}.parquet", columns=columns)
+                  for name, columns in _SUMMARY_COLUMNS.items()}
+    tasks, kinds, regions = tables["tasks"], tables["annotations"].column("kind"), tables["regions"]
     digest = hashlib.sha256()
     for task_id, task_hash in zip(tasks.column("task_id").to_pylist(), tasks.column("content_hash").to_pylist()):
         digest.update(f"{task_id}:{task_hash}\n".encode())

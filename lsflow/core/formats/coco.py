@@ -29,20 +29,9 @@ import orjson
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, Stream, TaskItem
 from lsflow.core.formats.vision import (
-    IMAGE_SIZE_UNKNOWN,
-    IMAGES_READABLE,
-    KEYPOINT_VISIBLE,
-    PlacedKeypoint,
-    VisionWriter,
-    check_images_readable,
+    IMAGE_SIZE_UNKNOWN, IMAGES_READABLE, KEYPOINT_VISIBLE, PlacedKeypoint, VisionWriter, check_images_readable,
 )
-from lsflow.core.geometry import (
-    clip_envelope,
-    clip_polygon,
-    envelope,
-    is_inside,
-    polygon_area,
-)
+from lsflow.core.geometry import clip_envelope, clip_polygon, envelope, is_inside, polygon_area
 from lsflow.core.model import Annotation
 from lsflow.core.rle import coco_rle
 from lsflow.core.shapes import Shape
@@ -240,9 +229,7 @@ class CocoWriter(VisionWriter):
 
     @classmethod
     def _check_loads(cls, out_dir: Path) -> CheckOutcome:
-        from pycocotools.coco import (
-            COCO,  # imported here: loading it costs ~0.3 s at start-up
-        )
+        from pycocotools.coco import COCO  # imported here: loading it costs ~0.3 s at start-up
 
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
