@@ -15,7 +15,7 @@ import time
 import numpy as np
 from label_studio_sdk.converter import brush
 
-from lsflow.core.rle import decode_brush_rle
+from lsflow.core.geometry.rle import decode_brush_rle
 
 WIDTH, HEIGHT = 1920, 1080
 

@@ -17,7 +17,7 @@ of the project changes the ways users change it and is exported twice, timed wit
 
 The snapshot step is split into the server's part (view, building the snapshot), the download and
 the deletion check (counts of the project's tasks in id ranges, made while the snapshot is being
-built; see `lsflow.core.incremental.find_deleted`). Before any number is
+built; see `lsflow.core.incremental.changes.find_deleted`). Before any number is
 printed, the incremental datasets must equal the full ones file by file. The server is stopped at
 the end, also on failure. The Community Edition builds a snapshot inside the creating request, which
 takes about a minute for 20 000 tasks here, so requests may take up to `--request-timeout` seconds
@@ -55,8 +55,8 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from generate_export import IMAGE_SIZES, START, annotation, region  # noqa: E402
 
-from lsflow.core.incremental import WATERMARK_OVERLAP  # noqa: E402
-from lsflow.core.layout import ProjectLayout  # noqa: E402
+from lsflow.core.incremental.changes import WATERMARK_OVERLAP  # noqa: E402
+from lsflow.project.layout import ProjectLayout  # noqa: E402
 from lsflow.sources.export_file import EXPORT_FILE, iter_export_tasks  # noqa: E402
 from lsflow.sources.label_studio import LabelStudioSource, Timing  # noqa: E402
 from lsflow.sources.project_sync import build_datasets, take_project_snapshot, update_store  # noqa: E402

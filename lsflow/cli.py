@@ -18,12 +18,12 @@ from pathlib import Path
 
 import click
 
-from lsflow.core.export import export_context, export_datasets
+from lsflow.core.pipeline.export import export_context, export_datasets
 from lsflow.core.formats import UnknownFormatError, parse_formats, writer_class
-from lsflow.core.label_config import LabelConfig, LabelConfigError
-from lsflow.core.model import ExportFormatError
-from lsflow.core.parallel import usable_cores
-from lsflow.core.selection import POLICIES, AnnotationPolicy
+from lsflow.core.model.label_config import LabelConfig, LabelConfigError
+from lsflow.core.model.task import ExportFormatError
+from lsflow.core.pipeline.parallel import usable_cores
+from lsflow.core.model.selection import POLICIES, AnnotationPolicy
 from lsflow.sources.export_file import iter_export_entries, iter_export_tasks
 from lsflow.sources.media import MediaOutcome, MediaReport, MediaResolver, media_keys, media_references
 from lsflow.sources.media_download import DownloadLimits
@@ -190,8 +190,8 @@ def export(project_id: str, formats: str, out_dir: Path, full: bool, media_root:
 
     from tqdm import tqdm
 
-    from lsflow.core.layout import ProjectLayout
-    from lsflow.core.store import iter_store_tasks
+    from lsflow.project.layout import ProjectLayout
+    from lsflow.core.incremental.store import iter_store_tasks
     from lsflow.sources.label_studio import LabelStudioError, LabelStudioSource
     from lsflow.sources.project_sync import build_datasets, snapshot_label_config, take_project_snapshot, update_store
 

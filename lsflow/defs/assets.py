@@ -9,8 +9,8 @@ import dagster as dg
 
 from lsflow.core.formats import WRITERS, writer_class
 from lsflow.core.formats.base import CheckOutcome
-from lsflow.core.layout import ProjectLayout, directory_digest
-from lsflow.core.store import iter_store_tasks, read_manifest
+from lsflow.project.layout import ProjectLayout, directory_digest
+from lsflow.core.incremental.store import iter_store_tasks, read_manifest
 from lsflow.defs.partitions import project_partitions
 from lsflow.defs.resources import DatasetSettings, TaskSourceResource
 from lsflow.sources.export_file import EXPORT_FILE

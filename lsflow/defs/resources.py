@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from lsflow.core.selection import AnnotationPolicy
+from lsflow.core.model.selection import AnnotationPolicy
 from lsflow.sources.base import TaskSource
 from lsflow.sources.export_file import ExportFileSource
 from lsflow.sources.label_studio import (

@@ -16,9 +16,9 @@ import ijson
 import numpy as np
 import orjson
 
-from lsflow.core.incremental import changed_after
-from lsflow.core.model import ExportFormatError, Task
-from lsflow.core.task_entries import TaskEntry, entry_of, entry_of_json
+from lsflow.core.incremental.changes import changed_after
+from lsflow.core.model.task import ExportFormatError, Task
+from lsflow.core.model.entries import TaskEntry, entry_of, entry_of_json
 from lsflow.sources.base import ProjectInfo, Snapshot
 
 EXPORT_FILE = "export.json"

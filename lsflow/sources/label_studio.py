@@ -24,7 +24,7 @@ import orjson
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
-from lsflow.core.incremental import LIST_BELOW, find_deleted
+from lsflow.core.incremental.changes import LIST_BELOW, find_deleted
 from lsflow.sources.base import ProjectInfo, Snapshot
 from lsflow.sources.export_file import EXPORT_FILE, LABEL_CONFIG_FILE
 

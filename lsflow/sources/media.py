@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from lsflow.core.label_config import LabelConfig
-from lsflow.core.model import Task
+from lsflow.core.model.label_config import LabelConfig
+from lsflow.core.model.task import Task
 from lsflow.sources.media_access import (
     CLOUD_SCHEMES,
     HTTP_SCHEMES,

@@ -18,16 +18,16 @@ import orjson
 import pyarrow.parquet as pq
 
 from lsflow import __version__
-from lsflow.core.export import FormatResult, export_context, export_datasets
+from lsflow.core.pipeline.export import FormatResult, export_context, export_datasets
 from lsflow.core.formats.base import ExportContext
-from lsflow.core.incremental import WATERMARK_OVERLAP, watermark
-from lsflow.core.label_config import LabelConfig
-from lsflow.core.layout import ProjectLayout
-from lsflow.core.media_files import MediaLookup
-from lsflow.core.parallel import usable_cores
-from lsflow.core.publish import publish_directory
-from lsflow.core.selection import AnnotationPolicy
-from lsflow.core.store import (
+from lsflow.core.incremental.changes import WATERMARK_OVERLAP, watermark
+from lsflow.core.model.label_config import LabelConfig
+from lsflow.project.layout import ProjectLayout
+from lsflow.core.model.media_files import MediaLookup
+from lsflow.core.pipeline.parallel import usable_cores
+from lsflow.core.pipeline.publish import publish_directory
+from lsflow.core.model.selection import AnnotationPolicy
+from lsflow.core.incremental.store import (
     MANIFEST_FILE,
     STORE_VERSION,
     StoreChanges,
@@ -38,7 +38,7 @@ from lsflow.core.store import (
     upsert_store,
     write_store,
 )
-from lsflow.core.task_entries import TaskEntry
+from lsflow.core.model.entries import TaskEntry
 from lsflow.sources.base import TaskSource
 from lsflow.sources.export_file import EXPORT_FILE, LABEL_CONFIG_FILE, iter_export_tasks
 

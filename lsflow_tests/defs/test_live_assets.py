@@ -14,7 +14,7 @@ import pytest
 from pycocotools.coco import COCO
 
 from lsflow.core.formats import WRITERS
-from lsflow.core.label_config import LabelConfig
+from lsflow.core.model.label_config import LabelConfig
 from lsflow.defs.assets import FORMAT_KEYS, datasets, label_studio_snapshot, normalized_tasks
 from lsflow.defs.partitions import PROJECTS_PARTITION_NAME
 from lsflow.defs.resources import DatasetSettings, LabelStudioResource

@@ -2,7 +2,7 @@ import inspect
 
 import pytest
 
-from lsflow.core.model import ExportFormatError
+from lsflow.core.model.task import ExportFormatError
 from lsflow.sources.export_file import ExportFileSource, iter_export_tasks
 from lsflow_tests.paths import IMAGE_EXPORT, SAMPLE_PROJECTS
 

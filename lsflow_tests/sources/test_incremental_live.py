@@ -6,8 +6,8 @@ import time
 from datetime import timedelta
 
 from lsflow.core.formats import WRITERS
-from lsflow.core.label_config import LabelConfig
-from lsflow.core.layout import ProjectLayout
+from lsflow.core.model.label_config import LabelConfig
+from lsflow.project.layout import ProjectLayout
 from lsflow.sources.label_studio import LabelStudioSource
 from lsflow.sources.media import MediaResolver
 from lsflow.sources.project_sync import build_datasets, take_project_snapshot, update_store

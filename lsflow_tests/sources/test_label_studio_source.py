@@ -55,7 +55,7 @@ def test_projects_report_their_task_count_and_a_change_marker_that_moves(label_s
 
 def test_deleted_tasks_are_found_by_counting_id_ranges(label_studio, monkeypatch):
     """Scattered and consecutive deletions among more tasks than one range is listed whole."""
-    import lsflow.core.incremental as incremental
+    import lsflow.core.incremental.changes as incremental
 
     monkeypatch.setattr(incremental, "LIST_BELOW", 4)  # 40 tasks then need halving, counting and listing
     pid = label_studio.create_project("lsflow deletions", TEXT_CONFIG)

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from lsflow.cli import main
-from lsflow.core.label_config import LabelConfig
+from lsflow.core.model.label_config import LabelConfig
 from lsflow.sources.export_file import iter_export_tasks
 from lsflow.sources.media import MediaResolver, MediaStatus, media_keys, media_references
 from lsflow.sources.media_access import AllowList, Origin

@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from lsflow.core.export import BATCH_TASKS
+from lsflow.core.pipeline.export import BATCH_TASKS
 from lsflow.core.formats import WRITERS
-from lsflow.core.layout import ProjectLayout
+from lsflow.project.layout import ProjectLayout
 from lsflow.sources.export_file import ExportFileSource
 from lsflow.sources.media import MediaResolver
 from lsflow.sources.project_sync import (

@@ -3,7 +3,7 @@
 One JSON line per transcription — a `TextArea` result on an `Audio`/`AudioPlus` object — of every
 exported annotation: `{"audio_filepath": "audio/<file>", "duration": <seconds>, "text": …,
 "annotator": …}`, the path relative to the manifest as Label Studio writes it. The duration is read
-from the audio file itself (see `lsflow.core.audio`); the file is found through the export context's
+from the audio file itself (see `lsflow.core.model.audio`); the file is found through the export context's
 media lookup (`/data/upload/…` under the media root or from the server, local files, URLs) and copied
 into `audio/`. A per-region transcription (a TextArea result with `start`/`end` seconds) becomes a
 segment line with `offset` and the segment's `duration`. Several text lines of one result are joined
@@ -23,10 +23,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from lsflow.core.audio import AudioDurationError, audio_duration
+from lsflow.core.model.audio import AudioDurationError, audio_duration
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, DatasetWriter, ExportContext, Stream, TaskItem
 from lsflow.core.formats.json_min import annotator
-from lsflow.core.model import Annotation, Region
+from lsflow.core.model.task import Annotation, Region
 
 MANIFEST_FILE = "manifest.json"
 AUDIO_DIR = "audio"

@@ -24,12 +24,13 @@ from typing import Any, ClassVar, NamedTuple
 
 import orjson
 
-from lsflow.core.label_config import ClassList, LabelConfig
-from lsflow.core.media_files import MediaLookup
-from lsflow.core.model import Annotation, Region, Task
-from lsflow.core.report import DROPPED_FILE, RegionReport, TaskAccount, TaskSelection
-from lsflow.core.selection import AnnotationPolicy, select_annotations
-from lsflow.core.shapes import ImageSize, RegionDrop, Shape, to_shape
+from lsflow.core.model.label_config import ClassList, LabelConfig
+from lsflow.core.model.media_files import MediaLookup
+from lsflow.core.model.task import Annotation, Region, Task
+from lsflow.core.formats.accounting import DROPPED_FILE, RegionReport, TaskAccount, TaskSelection
+from lsflow.core.model.selection import AnnotationPolicy, select_annotations
+from lsflow.core.model.task import ImageSize
+from lsflow.core.geometry.shapes import RegionDrop, Shape, to_shape
 
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
@@ -82,6 +83,9 @@ class Stream:
     footer: bytes = b""
     # A working file `close` assembles the dataset's own files from; not part of the dataset.
     temporary: bool = False
+
+
+Span = tuple[int, int]  # (offset, length) of a task's records in a stream file; length 0: none
 
 
 class TaskOutput(NamedTuple):

@@ -3,7 +3,7 @@ Studio names it, plus a merged mask per image and label.
 
 - per region: `task-<task>-annotation-<annotation>-by-<annotator>-<from_name>-<labels>-<n>.<ext>`,
   the alpha channel of the region's RGBA canvas, (height, width) uint8 — byte for byte Label
-  Studio's mask, decoded by `lsflow.core.rle` instead of the SDK's bit-string reader;
+  Studio's mask, decoded by `lsflow.core.geometry.rle` instead of the SDK's bit-string reader;
 - merged: `merged/<image stem>/<label>.<ext>`, the pixel-wise maximum of every region with that
   label on the image (with several annotations per task, their union — choose the annotation policy
   `latest` or `annotator:<id>` for one annotator's masks).
@@ -23,8 +23,8 @@ import numpy as np
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, TaskItem, file_stem
 from lsflow.core.formats.vision import VisionWriter, read_files_mapping
-from lsflow.core.label_config import BRUSH_CONTROLS
-from lsflow.core.model import Annotation
+from lsflow.core.model.label_config import BRUSH_CONTROLS
+from lsflow.core.model.task import Annotation
 
 MERGED_DIR = "merged"
 _ELSEWHERE = {"box": "COCO, VOC and YOLO", "polygon": "COCO and YOLO_SEG", "keypoint": "COCO and YOLO_POSE"}

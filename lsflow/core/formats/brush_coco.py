@@ -8,7 +8,7 @@ the rectangles, polygons and keypoints of the task alongside, as COCO does.
 from __future__ import annotations
 
 from lsflow.core.formats.coco import CocoWriter
-from lsflow.core.label_config import BRUSH_CONTROLS
+from lsflow.core.model.label_config import BRUSH_CONTROLS
 
 
 class BrushToCocoWriter(CocoWriter):

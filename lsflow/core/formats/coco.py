@@ -31,10 +31,10 @@ from lsflow.core.formats.base import CheckOutcome, CheckSpec, Stream, TaskItem
 from lsflow.core.formats.vision import (
     IMAGE_SIZE_UNKNOWN, IMAGES_READABLE, KEYPOINT_VISIBLE, PlacedKeypoint, VisionWriter, check_images_readable,
 )
-from lsflow.core.geometry import clip_envelope, clip_polygon, envelope, is_inside, polygon_area
-from lsflow.core.model import Annotation
-from lsflow.core.rle import coco_rle
-from lsflow.core.shapes import Shape
+from lsflow.core.geometry.plane import clip_envelope, clip_polygon, envelope, is_inside, polygon_area
+from lsflow.core.model.task import Annotation
+from lsflow.core.geometry.rle import coco_rle
+from lsflow.core.geometry.shapes import Shape
 
 COCO_LOADS = CheckSpec(
     "coco_loads", "the file loads in pycocotools, every box lies inside its image and every mask has its image's size"

@@ -2,7 +2,7 @@
 
 `-DOCSTART- -X- O`, then a block per exported annotation (newest first within a task) and per task
 without annotations: one `token -X- _ TAG` line per token, BIO tags, a blank line after the block.
-Tokens and tags are Label Studio's (see `lsflow.core.text_spans`). Where Label Studio loses spans
+Tokens and tags are Label Studio's (see `lsflow.core.geometry.text_spans`). Where Label Studio loses spans
 silently, lsflow reports them as dropped: a span nested in or crossing an earlier one, a span
 covering only whitespace, a span whose offsets do not fit the text. Results that are not `Labels`
 spans on a `Text` (choices, spans of other objects) have no place in CoNLL and are dropped too.
@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, DatasetWriter, ExportContext, Stream, TaskItem
-from lsflow.core.model import Annotation, Region
-from lsflow.core.text_spans import TokenizeError, TokenSpan, bio_tags, place_spans, text_of, tokenize
+from lsflow.core.model.task import Annotation, Region
+from lsflow.core.geometry.text_spans import TokenizeError, TokenSpan, bio_tags, place_spans, text_of, tokenize
 
 RESULT_FILE = "result.conll"
 DOCSTART = "-DOCSTART- -X- O"

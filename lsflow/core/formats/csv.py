@@ -26,7 +26,7 @@ import orjson
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, Stream, TaskItem
 from lsflow.core.formats.json_min import AnnotationRecord, RecordWriter, annotator, cell_value
-from lsflow.core.json_text import compact_json
+from lsflow.core.formats.json_text import compact_json
 
 HEADER_OPTION = "csv_header"
 SEPARATOR_OPTION = "csv_multi_value_separator"

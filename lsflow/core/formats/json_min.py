@@ -26,8 +26,8 @@ from typing import Any
 import ijson
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, DatasetWriter, ExportContext, Stream, TaskItem
-from lsflow.core.json_text import indented_json
-from lsflow.core.model import Annotation
+from lsflow.core.formats.json_text import indented_json
+from lsflow.core.model.task import Annotation
 
 RESULT_FILE = "result.json"
 # Label Studio's names for the tag types whose single values are written plain; the rest only

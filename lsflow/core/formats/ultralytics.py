@@ -25,10 +25,10 @@ import yaml
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, TaskItem, file_stem
 from lsflow.core.formats.vision import IMAGES_READABLE, VisionWriter, check_images_readable, read_files_mapping
-from lsflow.core.geometry import Envelope, Point
-from lsflow.core.label_config import ClassList
-from lsflow.core.model import Annotation
-from lsflow.core.shapes import Shape
+from lsflow.core.geometry.plane import Envelope, Point
+from lsflow.core.model.label_config import ClassList
+from lsflow.core.model.task import Annotation
+from lsflow.core.geometry.shapes import Shape
 
 DATA_YAML = "data.yaml"
 # Share of tasks per split; cumulative bounds on a task id's hash in [0, 1).

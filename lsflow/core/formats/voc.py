@@ -16,7 +16,7 @@ from xml.sax.saxutils import escape
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, TaskItem, file_stem
 from lsflow.core.formats.vision import IMAGE_SIZE_UNKNOWN, VisionWriter
-from lsflow.core.geometry import clip_envelope
+from lsflow.core.geometry.plane import clip_envelope
 
 
 class VocWriter(VisionWriter):

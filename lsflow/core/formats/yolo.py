@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from lsflow.core.formats.base import ExportContext, TaskItem
 from lsflow.core.formats.ultralytics import UltralyticsWriter, box_columns, coordinates_problem
-from lsflow.core.geometry import clip_envelope
+from lsflow.core.geometry.plane import clip_envelope
 
 BOX_VALUES = 4
 ELSEWHERE = {"keypoint": "YOLO_POSE", "mask": "the BRUSH_* formats and COCO"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from lsflow.core.formats.base import ExportContext, TaskItem
 from lsflow.core.formats.ultralytics import UltralyticsWriter, coordinates_problem, normalized
-from lsflow.core.geometry import clip_envelope
+from lsflow.core.geometry.plane import clip_envelope
 
 CORNER_VALUES = 8
 _ELSEWHERE = {"polygon": "YOLO_SEG", "keypoint": "YOLO_POSE", "mask": "the BRUSH_* formats and COCO"}

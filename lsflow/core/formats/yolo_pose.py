@@ -13,8 +13,8 @@ from typing import Any
 
 from lsflow.core.formats.base import ExportContext, TaskItem
 from lsflow.core.formats.ultralytics import UltralyticsWriter, box_columns, coordinates_problem
-from lsflow.core.geometry import clip_envelope
-from lsflow.core.shapes import ImageSize
+from lsflow.core.geometry.plane import clip_envelope
+from lsflow.core.model.task import ImageSize
 
 BOX_VALUES = 4
 VISIBILITIES = (0.0, 1.0, 2.0)

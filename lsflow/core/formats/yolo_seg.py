@@ -12,7 +12,7 @@ from __future__ import annotations
 from lsflow.core.formats.base import ExportContext, TaskItem
 from lsflow.core.formats.yolo import ELSEWHERE
 from lsflow.core.formats.ultralytics import UltralyticsWriter, coordinates_problem, normalized
-from lsflow.core.geometry import clip_polygon, is_inside, polygon_area
+from lsflow.core.geometry.plane import clip_polygon, is_inside, polygon_area
 
 MIN_VERTICES = 3
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lsflow.core.export import FormatResult, export_context, export_datasets
-from lsflow.core.label_config import LabelConfig
-from lsflow.core.selection import AnnotationPolicy
+from lsflow.core.pipeline.export import FormatResult, export_context, export_datasets
+from lsflow.core.model.label_config import LabelConfig
+from lsflow.core.model.selection import AnnotationPolicy
 from lsflow.sources.export_file import iter_export_tasks
 from lsflow.sources.media import MediaResolver
 from lsflow_tests.paths import IMAGE_CONFIG

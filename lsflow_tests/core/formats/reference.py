@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from lsflow.core.export import export_context, export_datasets
+from lsflow.core.pipeline.export import export_context, export_datasets
 from lsflow.core.formats.base import ExportContext
-from lsflow.core.label_config import ClassList, LabelConfig
-from lsflow.core.selection import AnnotationPolicy
+from lsflow.core.model.label_config import ClassList, LabelConfig
+from lsflow.core.model.selection import AnnotationPolicy
 from lsflow.sources.export_file import iter_export_tasks
 from lsflow_tests.paths import PEER_CORPUS, SAMPLE_PROJECTS
 

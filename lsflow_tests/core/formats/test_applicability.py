@@ -3,7 +3,7 @@
 import pytest
 
 from lsflow.core.formats import WRITERS
-from lsflow.core.label_config import LabelConfig
+from lsflow.core.model.label_config import LabelConfig
 from lsflow_tests.paths import SAMPLE_PROJECTS
 
 ALWAYS = {"JSON", "JSON_MIN", "CSV", "TSV"}

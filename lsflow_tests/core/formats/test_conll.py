@@ -5,7 +5,7 @@ import json
 import pytest
 
 from lsflow.core.formats.conll import ConllWriter
-from lsflow.core.label_config import LabelConfig
+from lsflow.core.model.label_config import LabelConfig
 from lsflow_tests.core.formats.reference import (
     IMAGE_PROJECT, LABEL_STUDIO_OUTPUTS, TEXT_PROJECT, run_converter, run_lsflow,
 )

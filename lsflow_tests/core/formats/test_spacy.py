@@ -104,7 +104,7 @@ def test_check_notices_a_missing_entity(tmp_path):
 
 def _context():
     from lsflow.core.formats.base import ExportContext
-    from lsflow.core.label_config import LabelConfig
+    from lsflow.core.model.label_config import LabelConfig
 
     config = LabelConfig.from_file(TEXT_PROJECT / "label_config.xml")
     return ExportContext(classes=config.classes(), label_config=config)

@@ -2,9 +2,9 @@
 
 import xml.etree.ElementTree as ElementTree
 
-from lsflow.core.export import export_context
+from lsflow.core.pipeline.export import export_context
 from lsflow.core.formats import writer_class
-from lsflow.core.label_config import LabelConfig
+from lsflow.core.model.label_config import LabelConfig
 from lsflow_tests.core.formats.exporting import annotation, dropped, files_mapping, polygon, rectangle, run, task
 from lsflow_tests.paths import IMAGE_CONFIG, IMAGE_EXPORT
 

@@ -11,11 +11,9 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
-from lsflow.core.formats.base import Stream
+from lsflow.core.formats.base import Span, Stream
 
 _COPY_CHUNK = 1 << 20
-
-Span = tuple[int, int]  # (offset, length) of a task's records in a stream file; length 0: none
 
 
 class StreamSink:

@@ -6,7 +6,7 @@ when every format finished, so a failure never leaves a half-written dataset beh
 A pass reads each task once and hands it to every format's writer; with `workers`, the formats whose
 output is per task (`DatasetWriter.per_task`) are written by forked processes, batch by batch, and
 their output put in place in task order by this one. With `reuse_dir`, an export keeps where each
-task's output went (`lsflow.core.reuse`), and the next one reuses the output of every task that did
+task's output went (`lsflow.core.incremental.reuse`), and the next one reuses the output of every task that did
 not change: its records are copied out of the previous stream files and its own files hard-linked.
 """
 
@@ -34,17 +34,17 @@ import orjson
 
 from lsflow.core.formats import writer_class
 from lsflow.core.formats.base import DatasetWriter, ExportContext, TaskItem, TaskOutput, file_stem
-from lsflow.core.label_config import LabelConfig, classes_from_labels
-from lsflow.core.media_files import MediaLookup, image_size
-from lsflow.core.model import Task
-from lsflow.core.parallel import BatchOutput, Job, TaskWriterPool, can_fork, write_task
-from lsflow.core.publish import PublishSummary, empty_trash, publish_directory
-from lsflow.core.report import REPORT_FILE, RegionReport, TaskSelection
-from lsflow.core.reuse import OutputRecorder, PreviousOutputs, fingerprint, task_key
-from lsflow.core.selection import AnnotationPolicy
-from lsflow.core.shapes import ImageSize
-from lsflow.core.streams import StreamSink
-from lsflow.core.task_entries import TaskEntry, entry_of
+from lsflow.core.model.label_config import LabelConfig, classes_from_labels
+from lsflow.core.model.media_files import MediaLookup, image_size
+from lsflow.core.model.task import Task
+from lsflow.core.pipeline.parallel import BatchOutput, Job, TaskWriterPool, can_fork, write_task
+from lsflow.core.pipeline.publish import PublishSummary, empty_trash, publish_directory
+from lsflow.core.formats.accounting import REPORT_FILE, RegionReport, TaskSelection
+from lsflow.core.incremental.reuse import OutputRecorder, PreviousOutputs, fingerprint, task_key
+from lsflow.core.model.selection import AnnotationPolicy
+from lsflow.core.model.task import ImageSize
+from lsflow.core.pipeline.streams import StreamSink
+from lsflow.core.model.entries import TaskEntry, entry_of
 
 BATCH_TASKS = 256  # tasks per batch handed to a worker
 # A pass starts workers only once this many tasks were written without them: small exports never fork.

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from lsflow.core.json_text import compact_json, indented_json
+from lsflow.core.formats.json_text import compact_json, indented_json
 
 
 def random_value(rng: random.Random, depth: int = 0):

@@ -2,7 +2,7 @@
 
 The pipeline names every task's image, tracks the newest change and decides which tasks to write
 before anything is parsed into the model; the task itself comes parsed (`task`) or as its JSON
-(`raw`), which another process can parse and write (see `lsflow.core.parallel`).
+(`raw`), which another process can parse and write (see `lsflow.core.pipeline.parallel`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
-from lsflow.core.model import Task
-from lsflow.core.shapes import ImageSize
+from lsflow.core.model.task import Task
+from lsflow.core.model.task import ImageSize
 
 
 @dataclass(slots=True)

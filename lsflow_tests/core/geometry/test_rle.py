@@ -3,7 +3,7 @@ import pytest
 from label_studio_sdk.converter import brush
 from pycocotools import mask as coco_mask
 
-from lsflow.core.rle import RleError, brush_alpha, coco_rle, decode_brush_rle
+from lsflow.core.geometry.rle import RleError, brush_alpha, coco_rle, decode_brush_rle
 
 
 def _stream(*fields: tuple[int, int]) -> list[int]:

@@ -29,12 +29,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lsflow.core.formats.base import ExportContext, Stream
-from lsflow.core.report import RegionReport, TaskAccount
-from lsflow.core.selection import AnnotationPolicy
-from lsflow.core.shapes import ImageSize
-from lsflow.core.store import table_of_rows
-from lsflow.core.streams import Span
+from lsflow.core.formats.base import ExportContext, Span, Stream
+from lsflow.core.formats.accounting import RegionReport, TaskAccount
+from lsflow.core.model.selection import AnnotationPolicy
+from lsflow.core.model.task import ImageSize
+from lsflow.core.incremental.store import table_of_rows
 
 INDEX_FILE = "index.parquet"
 MANIFEST_FILE = "manifest.json"
@@ -43,7 +42,7 @@ _SCHEMA = pa.schema([
     # The task's records in each stream, in the format's order of streams (length 0: none).
     ("starts", pa.list_(pa.int64())), ("lengths", pa.list_(pa.int64())),
     ("files", pa.list_(pa.string())),
-    # Its account (lsflow.core.report.TaskAccount).
+    # Its account (lsflow.core.formats.accounting.TaskAccount).
     ("exported", pa.int32()), ("skipped", pa.list_(pa.string())), ("regions_in", pa.int32()),
     ("written", pa.list_(pa.string())), ("clipped", pa.int32()), ("dropped", pa.list_(pa.string())),
     ("images_skipped", pa.list_(pa.string())),

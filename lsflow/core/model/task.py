@@ -8,7 +8,7 @@ could not read, so a malformed export fails with an actionable message.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 # Region types that carry no `value` by design.
 VALUELESS_TYPES = frozenset({"relation"})
@@ -25,6 +25,14 @@ class ExportFormatError(ValueError):
             where.append(f"region {region_id}")
         self.task_id, self.region_id, self.reason = task_id, region_id, reason
         super().__init__(f"{', '.join(where)}: {reason}" if where else reason)
+
+
+# A named tuple, not a frozen dataclass: both are immutable, and one is built for every region.
+class ImageSize(NamedTuple):
+    """An image's size in pixels, as a region's `original_width` / `original_height` give it."""
+
+    width: int
+    height: int
 
 
 # The model classes are read-only by convention, not `frozen`: a frozen dataclass sets each field

@@ -17,7 +17,7 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import Any
 
-from lsflow.core.model import Region
+from lsflow.core.model.task import Region
 
 
 @functools.cache

@@ -7,10 +7,10 @@ import xml.etree.ElementTree as ElementTree
 import pytest
 from pycocotools.coco import COCO
 
-from lsflow.core.export import export_context, export_datasets
-from lsflow.core.label_config import LabelConfig
-from lsflow.core.model import ExportFormatError
-from lsflow.core.selection import AnnotationPolicy
+from lsflow.core.pipeline.export import export_context, export_datasets
+from lsflow.core.model.label_config import LabelConfig
+from lsflow.core.model.task import ExportFormatError
+from lsflow.core.model.selection import AnnotationPolicy
 from lsflow.sources.export_file import iter_export_tasks
 from lsflow.sources.media import MediaResolver
 from lsflow_tests.paths import IMAGE_CONFIG, IMAGE_EXPORT, SAMPLE_MEDIA
@@ -147,7 +147,7 @@ def test_file_names_stay_unique_per_stem_over_many_tasks():
     media basename, later ones get `__task<id>`; the expectation is a plain set of every stem."""
     from pathlib import PurePosixPath
 
-    from lsflow.core.export import TaskFileNames
+    from lsflow.core.pipeline.export import TaskFileNames
 
     refs = [f"/data/upload/1/frame_{i % 7000:05d}.{'png' if i % 3 else 'jpg'}" for i in range(20000)]
     refs += ["/data/local-files/?d=dir/frame_00001.jpg", "s3://bucket/a/frame_00002.jpg", None, ""]

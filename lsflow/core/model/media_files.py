@@ -11,7 +11,7 @@ from typing import Protocol
 
 from PIL import Image, UnidentifiedImageError
 
-from lsflow.core.shapes import ImageSize
+from lsflow.core.model.task import ImageSize
 
 
 class MediaLookup(Protocol):

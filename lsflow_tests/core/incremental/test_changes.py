@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from lsflow.core.incremental import LIST_BELOW, find_deleted
+from lsflow.core.incremental.changes import LIST_BELOW, find_deleted
 
 
 class Project:

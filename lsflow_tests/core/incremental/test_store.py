@@ -5,7 +5,7 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from lsflow.core.store import iter_store_tasks, read_manifest, write_store
+from lsflow.core.incremental.store import iter_store_tasks, read_manifest, write_store
 from lsflow.sources.export_file import iter_export_tasks
 from lsflow_tests.paths import IMAGE_EXPORT
 

@@ -5,7 +5,7 @@ import wave
 
 import pytest
 
-from lsflow.core.audio import AudioDurationError, audio_duration
+from lsflow.core.model.audio import AudioDurationError, audio_duration
 from lsflow_tests.live_projects import write_tone
 
 

@@ -28,7 +28,7 @@ class ProjectLayout:
 
     @property
     def reuse_dir(self) -> Path:
-        """What the last dataset build kept of each task's output, for the next one (`lsflow.core.reuse`)."""
+        """What the last dataset build kept of each task's output, for the next one (`lsflow.core.incremental.reuse`)."""
         return self.project_dir / "reuse"
 
     @property

@@ -22,12 +22,11 @@ from typing import NamedTuple
 import orjson
 
 from lsflow.core.formats import writer_class
-from lsflow.core.formats.base import DatasetWriter, ExportContext, TaskItem, TaskOutput
-from lsflow.core.model import Task
-from lsflow.core.report import RegionReport, TaskAccount, TaskSelection
-from lsflow.core.selection import AnnotationPolicy
-from lsflow.core.shapes import ImageSize
-from lsflow.core.streams import Span
+from lsflow.core.formats.base import DatasetWriter, ExportContext, Span, TaskItem, TaskOutput
+from lsflow.core.model.task import Task
+from lsflow.core.formats.accounting import RegionReport, TaskAccount, TaskSelection
+from lsflow.core.model.selection import AnnotationPolicy
+from lsflow.core.model.task import ImageSize
 
 # (position in the export, the task's JSON, its image reference, image file name, image size,
 #  indexes of the writers to run)

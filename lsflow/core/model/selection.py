@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lsflow.core.model import Annotation, Task
+from lsflow.core.model.task import Annotation, Task
 
 POLICIES = ("all", "latest", "ground_truth_first", "annotator:<id or email>")
 CANCELLED = "cancelled by the annotator"

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from lsflow.core.geometry import (
+from lsflow.core.geometry.plane import (
     Envelope, clip_envelope, clip_polygon, envelope, polygon_area, rotated_corners,
 )
 

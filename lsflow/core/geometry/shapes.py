@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import Literal, NamedTuple
 
-from lsflow.core.geometry import Envelope, Point, envelope, percent_to_pixels, rotated_corners
-from lsflow.core.model import Region
+from lsflow.core.geometry.plane import Envelope, Point, envelope, percent_to_pixels, rotated_corners
+from lsflow.core.model.task import ImageSize, Region
 
 ShapeKind = Literal["box", "polygon", "keypoint", "mask"]
 ELLIPSE_VERTICES = 64
@@ -29,12 +29,7 @@ class RegionDrop(Exception):
         self.reason = reason
 
 
-# Named tuples, not frozen dataclasses: both are immutable, and these are built for every region.
-class ImageSize(NamedTuple):
-    width: int
-    height: int
-
-
+# A named tuple, not a frozen dataclass: both are immutable, and this is built for every region.
 class Shape(NamedTuple):
     kind: ShapeKind
     region: Region
