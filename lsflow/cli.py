@@ -18,7 +18,8 @@ from pathlib import Path
 
 import click
 
-from lsflow.core.pipeline.export import export_context, export_datasets
+from lsflow.core.pipeline.context import export_context
+from lsflow.core.pipeline.export import export_datasets
 from lsflow.core.formats import UnknownFormatError, parse_formats, writer_class
 from lsflow.core.model.label_config import LabelConfig, LabelConfigError
 from lsflow.core.model.task import ExportFormatError

@@ -18,7 +18,9 @@ import orjson
 import pyarrow.parquet as pq
 
 from lsflow import __version__
-from lsflow.core.pipeline.export import FormatResult, export_context, export_datasets
+from lsflow.core.pipeline.build import FormatResult
+from lsflow.core.pipeline.context import export_context
+from lsflow.core.pipeline.export import export_datasets
 from lsflow.core.formats.base import ExportContext
 from lsflow.core.incremental.changes import WATERMARK_OVERLAP, watermark
 from lsflow.core.model.label_config import LabelConfig

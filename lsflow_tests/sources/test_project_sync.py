@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from lsflow.core.pipeline.export import BATCH_TASKS
+from lsflow.core.pipeline.passes import BATCH_TASKS
 from lsflow.core.formats import WRITERS
 from lsflow.project.layout import ProjectLayout
 from lsflow.sources.export_file import ExportFileSource

@@ -19,6 +19,7 @@ import hashlib
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -181,6 +182,24 @@ def _running_total(values: np.ndarray) -> np.ndarray:
     return np.concatenate(([0], np.cumsum(values, dtype=np.int64)))
 
 
+@dataclass(slots=True)
+class FreshRows:
+    """Consecutive tasks written by this export: rows of the recorder's own table."""
+
+    start: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeptRows:
+    """Consecutive tasks reused from the previous export: its index rows, records moved by `shifts`."""
+
+    previous: PreviousOutputs
+    first: int
+    count: int
+    shifts: np.ndarray  # one offset a stream
+
+
 class OutputRecorder:
     """Writes the index of the export being made: rows of tasks written, and runs of the previous
     index's rows for the tasks reused, put together in task order when the export finishes."""
@@ -190,35 +209,33 @@ class OutputRecorder:
         self.directory = directory
         self._fingerprint = fingerprint_now
         self._streams = streams
-        self._fresh: list[tuple] = []
-        # In task order: (None, start, count) for rows of `_fresh`, (previous, first row, count, shifts)
-        # for a run of the previous index whose records moved by `shifts` (one a stream).
-        self._pieces: list[tuple] = []
+        self._fresh: list[tuple] = []  # rows of the index, as `_SCHEMA` orders its columns
+        self._pieces: list[FreshRows | KeptRows] = []  # in task order
 
     def add(self, task_id: Any, key: bytes, spans: list[Span], files: list[str], account: TaskAccount) -> None:
         selection = account.selection
-        if self._pieces and self._pieces[-1][0] is None:
-            _, start, count = self._pieces[-1]
-            self._pieces[-1] = (None, start, count + 1)
+        last = self._pieces[-1] if self._pieces else None
+        if isinstance(last, FreshRows):
+            last.count += 1
         else:
-            self._pieces.append((None, len(self._fresh), 1))
+            self._pieces.append(FreshRows(len(self._fresh), 1))
         self._fresh.append((task_id, key, [start for start, _ in spans], [length for _, length in spans], files,
                             selection.annotations_exported, selection.annotations_skipped, selection.regions_in,
                             account.written, account.clipped, account.dropped, account.images_skipped))
 
     def add_kept(self, previous: PreviousOutputs, first: int, count: int, shifts: np.ndarray) -> None:
-        self._pieces.append((previous, first, count, shifts))
+        self._pieces.append(KeptRows(previous, first, count, shifts))
 
     def finish(self, dataset_dir: Path) -> None:
         """Write the index and note the stream files as they are now, published in `dataset_dir`."""
         fresh = table_of_rows(self._fresh, _SCHEMA)
         tables = []
         for piece in self._pieces:
-            if piece[0] is None:
-                tables.append(fresh.slice(piece[1], piece[2]))
+            if isinstance(piece, FreshRows):
+                tables.append(fresh.slice(piece.start, piece.count))
                 continue
-            previous, first, count, shifts = piece
-            starts = previous.starts[first:first + count] + shifts
+            previous, first, count = piece.previous, piece.first, piece.count
+            starts = previous.starts[first:first + count] + piece.shifts
             offsets = pa.array(np.arange(0, starts.size + 1, starts.shape[1], dtype=np.int32))
             moved = pa.ListArray.from_arrays(offsets, pa.array(starts.reshape(-1), type=pa.int64()))
             rows = previous.index.slice(first, count)

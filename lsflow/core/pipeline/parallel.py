@@ -28,9 +28,16 @@ from lsflow.core.formats.accounting import RegionReport, TaskAccount, TaskSelect
 from lsflow.core.model.selection import AnnotationPolicy
 from lsflow.core.model.task import ImageSize
 
-# (position in the export, the task's JSON, its image reference, image file name, image size,
-#  indexes of the writers to run)
-Job = tuple[int, bytes, str | None, str, ImageSize | None, tuple[int, ...]]
+
+class TaskJob(NamedTuple):
+    """A task for a worker to write, as JSON: parsed in the worker, not pickled as objects."""
+
+    position: int  # in the export, for error messages
+    raw: bytes
+    image_ref: str | None
+    file_name: str
+    image_size: ImageSize | None
+    writers: tuple[int, ...]  # indexes of the formats to write it in
 
 
 def usable_cores() -> int:
@@ -111,7 +118,7 @@ def _writers() -> list[DatasetWriter]:
     return setup.writers
 
 
-def _write_batch(jobs: list[Job], whole: frozenset[int]) -> tuple[list[dict[int, TaskOutput]], dict[int, BatchOutput]]:
+def _write_batch(jobs: list[TaskJob], whole: frozenset[int]) -> tuple[list[dict[int, TaskOutput]], dict[int, BatchOutput]]:
     """Per job, the outputs of the formats written for only part of the batch; the `whole` ones joined."""
     setup = _SETUP
     _writers()
@@ -154,7 +161,7 @@ class TaskWriterPool:
             gc.unfreeze()
             raise
 
-    def submit(self, jobs: list[Job], whole: frozenset[int]) -> AsyncResult:
+    def submit(self, jobs: list[TaskJob], whole: frozenset[int]) -> AsyncResult:
         """Write `jobs`; the formats in `whole` are written for every task of the batch. The outputs
         come from `.get()`, which raises a worker's exception (an export error naming the task) here."""
         return self._pool.apply_async(_write_batch, (jobs, whole))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lsflow.core.pipeline.export import FormatResult, export_context, export_datasets
+from lsflow.core.pipeline.build import FormatResult
+from lsflow.core.pipeline.context import export_context
+from lsflow.core.pipeline.export import export_datasets
 from lsflow.core.model.label_config import LabelConfig
 from lsflow.core.model.selection import AnnotationPolicy
 from lsflow.sources.export_file import iter_export_tasks

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from lsflow.core.pipeline.export import export_context, export_datasets
+from lsflow.core.pipeline.context import export_context
+from lsflow.core.pipeline.export import export_datasets
 from lsflow.core.formats.base import ExportContext
 from lsflow.core.model.label_config import ClassList, LabelConfig
 from lsflow.core.model.selection import AnnotationPolicy

@@ -3,7 +3,8 @@
 import json
 import re
 
-from lsflow.core.pipeline.export import export_context, export_datasets
+from lsflow.core.pipeline.context import export_context
+from lsflow.core.pipeline.export import export_datasets
 from lsflow.core.formats.json import JsonWriter
 from lsflow.core.model.label_config import LabelConfig
 from lsflow.core.incremental.store import iter_store_tasks, write_store

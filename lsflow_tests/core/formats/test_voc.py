@@ -2,7 +2,7 @@
 
 import xml.etree.ElementTree as ElementTree
 
-from lsflow.core.pipeline.export import export_context
+from lsflow.core.pipeline.context import export_context
 from lsflow.core.formats import writer_class
 from lsflow.core.model.label_config import LabelConfig
 from lsflow_tests.core.formats.exporting import annotation, dropped, files_mapping, polygon, rectangle, run, task

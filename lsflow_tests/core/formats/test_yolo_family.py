@@ -269,7 +269,7 @@ def test_layout_check_reports_an_empty_val_split(tmp_path):
 
 
 def _context():
-    from lsflow.core.pipeline.export import export_context
+    from lsflow.core.pipeline.context import export_context
     from lsflow.core.model.label_config import LabelConfig
     from lsflow_tests.paths import IMAGE_CONFIG
 

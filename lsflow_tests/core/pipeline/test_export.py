@@ -7,7 +7,8 @@ import xml.etree.ElementTree as ElementTree
 import pytest
 from pycocotools.coco import COCO
 
-from lsflow.core.pipeline.export import export_context, export_datasets
+from lsflow.core.pipeline.context import export_context
+from lsflow.core.pipeline.export import export_datasets
 from lsflow.core.model.label_config import LabelConfig
 from lsflow.core.model.task import ExportFormatError
 from lsflow.core.model.selection import AnnotationPolicy
@@ -147,7 +148,7 @@ def test_file_names_stay_unique_per_stem_over_many_tasks():
     media basename, later ones get `__task<id>`; the expectation is a plain set of every stem."""
     from pathlib import PurePosixPath
 
-    from lsflow.core.pipeline.export import TaskFileNames
+    from lsflow.core.pipeline.naming import TaskFileNames
 
     refs = [f"/data/upload/1/frame_{i % 7000:05d}.{'png' if i % 3 else 'jpg'}" for i in range(20000)]
     refs += ["/data/local-files/?d=dir/frame_00001.jpg", "s3://bucket/a/frame_00002.jpg", None, ""]

@@ -1,0 +1,199 @@
+"""An export pass: every task read once, named, and handed to every format's build in batches.
+
+Per task and format the pass decides: reuse the previous export's output (an unchanged task), write it
+here, or send it to the forked workers (`lsflow.core.pipeline.parallel`) once the pass has written
+enough tasks to be worth them. A batch's outputs are put in place format by format, in task order.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from multiprocessing.pool import AsyncResult
+
+from lsflow.core.formats.base import ExportContext, TaskItem, TaskOutput
+from lsflow.core.incremental.reuse import task_key
+from lsflow.core.model.entries import TaskEntry, entry_of
+from lsflow.core.model.media_files import image_size
+from lsflow.core.model.selection import AnnotationPolicy
+from lsflow.core.model.task import ImageSize, Task
+from lsflow.core.pipeline.build import FormatBuild, Reused, link_files, runs
+from lsflow.core.pipeline.naming import TaskFileNames
+from lsflow.core.pipeline.parallel import BatchOutput, TaskJob, TaskWriterPool, write_task
+
+BATCH_TASKS = 256  # tasks per batch handed to a worker
+# A pass starts workers only once this many tasks were written without them: small exports never fork.
+PARALLEL_AFTER = BATCH_TASKS
+LINK_THREADS = 2
+
+
+@dataclass
+class Batch:
+    entries: list[tuple[TaskEntry, bytes | None]]  # with each task's reuse key
+    # Per task, per format (build index): its output made here, or its row in the previous export's
+    # index (reused); the workers' come later.
+    outputs: list[dict[int, TaskOutput | Reused]]
+    from_workers: AsyncResult | None = None  # per job: {build index: TaskOutput}
+    job_tasks: list[int] | None = None  # the batch's task each job is
+    links: dict[int, Future] = field(default_factory=dict)  # per format: the tasks whose files could not be linked
+    names: list[tuple[str, ImageSize | None]] = field(default_factory=list)  # per task: file name, image size
+
+
+class Pass:
+    def __init__(self, builds: list[FormatBuild], context: ExportContext, policy: AnnotationPolicy, workers: int):
+        self.builds = builds
+        self.context = context
+        self.policy = policy
+        self.workers = workers
+        self.file_names = TaskFileNames()
+        self.latest_change = ""
+        self.pool: TaskWriterPool | None = None
+        self.pooled = {index for index, build in enumerate(builds) if build.writer_class.per_task}
+        self.written_here = 0  # tasks written in this process
+        self.tasks_seen = 0
+        # Hard links of reused files are made meanwhile: a system call each, waiting on the disk.
+        self.linker = ThreadPoolExecutor(LINK_THREADS) if any(build.previous for build in builds) else None
+
+    def run(self, tasks: Iterable[Task | TaskEntry]) -> None:
+        """Every task written, then every format closed (by the workers too, when there are some)."""
+        pending: deque[Batch] = deque()
+        finished = False
+        try:
+            for entries in self._batches(tasks):
+                pending.append(self._start(entries))
+                if len(pending) > 2 * self.workers:  # a few batches in flight: memory stays flat
+                    self._finish(pending.popleft())
+            while pending:
+                self._finish(pending.popleft())
+            for build in self.builds:
+                build.writer.dataset_date = self.latest_change
+                build.close_streams()
+            if self.tasks_seen >= PARALLEL_AFTER and len(self.pooled) > 1:
+                self._start_pool()  # even when reuse left nothing to write: the closes are work of their own
+            closing = [(build, self.pool.close_writer(index, self.latest_change)
+                        if self.pool is not None and index in self.pooled else None)
+                       for index, build in enumerate(self.builds)]
+            for build, in_worker in closing:  # assembling aggregate files: one format per process
+                if in_worker is None:
+                    build.writer.close()
+                else:
+                    in_worker.get()
+                build.finish()
+            finished = True
+        finally:
+            if self.pool is not None:
+                self.pool.close(finished)
+            if self.linker is not None:
+                self.linker.shutdown(cancel_futures=True)
+
+    def _batches(self, tasks: Iterable[Task | TaskEntry]) -> Iterator[list[TaskEntry]]:
+        batch = []
+        for task in tasks:
+            self.tasks_seen += 1
+            batch.append(task if isinstance(task, TaskEntry) else entry_of(task, self.context.image_key))
+            if len(batch) == BATCH_TASKS:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def _start(self, entries: list[TaskEntry]) -> Batch:
+        """Reuse what can be reused, write here what must be, hand the rest to the workers."""
+        batch = Batch([], [])
+        jobs: list[TaskJob] = []
+        job_tasks: list[int] = []
+        reused: dict[int, list[tuple[int, int]]] = {}  # per format: (task, index row)
+        use_pool = self._use_pool()
+        for entry in entries:
+            name = self.file_names.name_for(entry.id, entry.image_ref)
+            size = entry.image_size or self._size_from_media(entry.image_ref)
+            if entry.updated_at and entry.updated_at > self.latest_change:
+                self.latest_change = entry.updated_at
+            key = task_key(entry.content_hash, name, size) if entry.content_hash is not None else None
+            outputs: dict[int, TaskOutput | Reused] = {}
+            pooled, here = [], []
+            task = len(batch.outputs)
+            for index, build in enumerate(self.builds):
+                row = build.reusable(entry, key) if key is not None else None
+                if row is not None:
+                    outputs[index] = row
+                    reused.setdefault(index, []).append((task, row.row))
+                elif use_pool and index in self.pooled and entry.raw is not None:
+                    pooled.append(index)
+                else:
+                    here.append(index)
+            if pooled:
+                job_tasks.append(task)
+                jobs.append(TaskJob(entry.position, entry.raw, entry.image_ref, name, size, tuple(pooled)))
+            if here:
+                item, selection = TaskItem.select(entry.parsed(), self.policy, entry.image_ref, name, size)
+                for index in here:
+                    outputs[index] = write_task(self.builds[index].writer, item, selection)
+                self.written_here += 1
+            entry.task = entry.value = None  # the parsed task is not needed any more
+            batch.entries.append((entry, key))
+            batch.outputs.append(outputs)
+            batch.names.append((name, size))
+        for index, tasks_and_rows in reused.items():
+            links = self.builds[index].links(tasks_and_rows)
+            if links:
+                batch.links[index] = self.linker.submit(link_files, links)
+        if jobs:
+            # The formats the workers write for every task of the batch come back joined.
+            whole = frozenset(index for index in self.pooled
+                              if len(jobs) == len(entries) and all(index in job.writers for job in jobs))
+            batch.from_workers, batch.job_tasks = self.pool.submit(jobs, whole), job_tasks
+        return batch
+
+    def _finish(self, batch: Batch) -> None:
+        """Put the batch's outputs in place, format by format, in task order."""
+        joined: dict[int, BatchOutput] = {}
+        if batch.from_workers is not None:
+            singles, joined = batch.from_workers.get()
+            for task, outputs in zip(batch.job_tasks, singles):
+                batch.outputs[task].update(outputs)
+        for index, unlinked in batch.links.items():
+            for task in unlinked.result():
+                entry, _ = batch.entries[task]
+                name, size = batch.names[task]
+                item_of = partial(TaskItem.select, entry.parsed(), self.policy, entry.image_ref, name, size)
+                batch.outputs[task][index] = self.builds[index].rewrite(batch.outputs[task][index], item_of)
+        for index, build in enumerate(self.builds):
+            if index in joined:
+                build.put_batch(joined[index], batch.entries)
+                continue
+            kept: list[tuple[int, int]] = []  # the run of reused tasks being gathered: (task, row)
+            for task, ((entry, key), outputs) in enumerate(zip(batch.entries, batch.outputs)):
+                output = outputs[index]
+                if isinstance(output, Reused):
+                    kept.append((task, output.row))
+                    continue
+                for _, first_row, count in runs(kept):
+                    build.put_kept(first_row, count)
+                kept = []
+                build.put(entry.id, key, output)
+            for _, first_row, count in runs(kept):
+                build.put_kept(first_row, count)
+
+    def _use_pool(self) -> bool:
+        """Workers for the rest of the pass, once it has written enough tasks to be worth them."""
+        if self.written_here >= PARALLEL_AFTER:
+            self._start_pool()
+        return self.pool is not None
+
+    def _start_pool(self) -> None:
+        if self.pool is None and self.workers > 1 and self.pooled:
+            formats = [(build.name, build.out_dir) for build in self.builds]
+            keeping = frozenset(index for index, build in enumerate(self.builds) if build.recorder is not None)
+            self.pool = TaskWriterPool(formats, self.context, self.policy, keeping, self.workers)
+
+    def _size_from_media(self, image_ref: str | None) -> ImageSize | None:
+        """The image size read from the image itself, for tasks none of whose regions carries it."""
+        if not image_ref or self.context.media is None:
+            return None
+        local = self.context.media.local_path(image_ref)
+        return image_size(local) if local else None
+
