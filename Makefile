@@ -32,7 +32,7 @@ demo: install
 	@mkdir -p .dagster
 	@for p in $(SAMPLE_PROJECTS); do \
 		echo "Sample project $$p:"; \
-		$(VENV)/bin/dagster asset materialize -m lsflow --select '*' --partition $$p \
+		$(VENV)/bin/dagster asset materialize -m lsflow.definitions --select '*' --partition $$p \
 			> .dagster/demo-$$p.log 2>&1 || { tail -40 .dagster/demo-$$p.log; exit 1; }; \
 		grep -E "ASSET_CHECK_EVALUATION|RUN_SUCCESS" .dagster/demo-$$p.log | sed 's/.* - //'; \
 		for d in data/output/project-$$p/datasets/*/; do \

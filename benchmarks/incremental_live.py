@@ -57,9 +57,11 @@ from generate_export import IMAGE_SIZES, START, annotation, region  # noqa: E402
 
 from lsflow.core.incremental.changes import WATERMARK_OVERLAP  # noqa: E402
 from lsflow.project.layout import ProjectLayout  # noqa: E402
-from lsflow.sources.export_file import EXPORT_FILE, iter_export_tasks  # noqa: E402
+from lsflow.sources.export_file import iter_export_tasks  # noqa: E402
 from lsflow.sources.label_studio import LabelStudioSource, Timing  # noqa: E402
-from lsflow.sources.project_sync import build_datasets, take_project_snapshot, update_store  # noqa: E402
+from lsflow.project.datasets import build_datasets  # noqa: E402
+from lsflow.project.snapshot import take_project_snapshot  # noqa: E402
+from lsflow.project.store import update_store  # noqa: E402
 from lsflow_tests.label_studio_server import LabelStudioServer, label_studio_binary  # noqa: E402
 
 CONFIG = REPO_ROOT / "data" / "sample" / "projects" / "1" / "label_config.xml"
@@ -224,7 +226,7 @@ class Run:
 
     @property
     def snapshot_bytes(self) -> int:
-        return (self.layout.snapshot_dir / EXPORT_FILE).stat().st_size
+        return self.layout.snapshot_export.stat().st_size
 
 
 def export(server: LabelStudioServer, layout: ProjectLayout, label: str, full: bool, formats: list[str],
@@ -238,7 +240,7 @@ def export(server: LabelStudioServer, layout: ProjectLayout, label: str, full: b
     summary, changes, _ = update_store(layout)
     steps["store"] = time.perf_counter() - started
     started = time.perf_counter()
-    results, _ = build_datasets(layout, formats)
+    results = build_datasets(layout, formats).results
     steps["datasets"] = time.perf_counter() - started
     detail = dict(source.seconds)
     # The deletion check runs while the snapshot is made; the rest of the step is local.
@@ -266,7 +268,7 @@ def print_run(run: Run) -> None:
             for part, part_seconds in run.snapshot_detail.items():
                 part = f"{part} (meanwhile)" if part == "deletion check" else part
                 print(f"    {part:<22} {part_seconds:7.1f} s")
-    print(f"  snapshot: {run.record.task_count} tasks, {run.snapshot_bytes:,} bytes of {EXPORT_FILE}; "
+    print(f"  snapshot: {run.record.task_count} tasks, {run.snapshot_bytes:,} bytes of {run.layout.snapshot_export.name}; "
           f"{len(run.record.deleted_task_ids)} deletions found")
     print(f"  store: {run.summary.tasks} tasks, {run.summary.annotations} annotations, "
           f"{run.summary.predictions} predictions, {run.summary.regions} regions; changes {run.changes}")
@@ -282,7 +284,7 @@ def verify(formats: list[str], full: Run, incremental: Run, plan: ChangePlan, in
                              f"e.g. {differing[:5]}")
     print(f"verified: the incremental datasets equal the full ones file by file ({', '.join(formats)})")
     expected = plan.touched | plan.created | inside_overlap
-    fetched = {task.id for task in iter_export_tasks(root_a.snapshot_dir / EXPORT_FILE)}
+    fetched = {task.id for task in iter_export_tasks(root_a.snapshot_export)}
     print(f"incremental snapshot: {len(fetched)} tasks fetched, {len(expected)} expected (the changed ones "
           f"and the markers inside the overlap); deletions found {len(incremental.record.deleted_task_ids)} "
           f"of {len(plan.deleted)}")

@@ -12,25 +12,20 @@ from __future__ import annotations
 
 import sys
 import warnings
-from collections.abc import Iterable
-from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from lsflow.core.pipeline.context import export_context
-from lsflow.core.pipeline.export import export_datasets
 from lsflow.core.formats import UnknownFormatError, parse_formats, writer_class
 from lsflow.core.model.label_config import LabelConfig, LabelConfigError
-from lsflow.core.model.task import ExportFormatError
-from lsflow.core.pipeline.parallel import usable_cores
 from lsflow.core.model.selection import POLICIES, AnnotationPolicy
-from lsflow.sources.export_file import iter_export_entries, iter_export_tasks
-from lsflow.sources.media import MediaOutcome, MediaReport, MediaResolver, media_keys, media_references
+from lsflow.core.model.task import ExportFormatError
+from lsflow.core.pipeline.build import FormatResult
+from lsflow.core.pipeline.parallel import usable_cores
+from lsflow.project.convert import convert_export
+from lsflow.project.datasets import DatasetOptions
+from lsflow.sources.media import MediaOutcome, MediaReport, MediaResolver
 from lsflow.sources.media_download import DownloadLimits
-
-# `lsflow export --path DIR` keeps the project's snapshot and store here, for incremental re-exports.
-STATE_DIR = ".lsflow"
 
 _DEFAULT_LIMITS = DownloadLimits()
 
@@ -94,28 +89,17 @@ def convert(export_file: Path, formats: str, out_dir: Path, config_path: Path | 
         options = _writer_options(option_pairs, names)
         policy = AnnotationPolicy.parse(policy_text)
         config = LabelConfig.from_file(config_path) if config_path else None
-        for name in names:
-            if reason := writer_class(name).not_applicable(config):
-                warnings.warn(f"{reason}: written as asked, with every region reported as dropped")
         limits = DownloadLimits(max_bytes=int(max_file_mb * 2**20), timeout_seconds=media_timeout)
         media = MediaResolver.from_environment(media_root=media_root, local_files_root=local_files_root,
                                                label_studio_url=label_studio_url, allowed=allowed,
                                                cache_dir=cache_dir, limits=limits)
-        with media:
-            if prefetch_media or (prefetch_media is None and any(writer_class(n).reads_media for n in names)):
-                _prefetch(media, media_references(iter_export_tasks(export_file), media_keys(config)))
-            context = replace(export_context(config, lambda: iter_export_tasks(export_file), media=media),
-                              options=options)
-            results = export_datasets(iter_export_entries(export_file, context.image_key), names, out_dir, context,
-                                      policy, workers=workers)
+        with media, _MediaProgress() as media_progress:
+            built = convert_export(export_file, names, out_dir, config, media, DatasetOptions(
+                policy=policy, options=options, workers=workers, on_not_applicable=_warn_not_applicable,
+                prefetch_media=prefetch_media, on_media_resolved=media_progress))
     except (ExportFormatError, UnknownFormatError, LabelConfigError, ValueError) as error:
         raise click.ClickException(str(error)) from None
-    for name, result in results.items():
-        report = result.report
-        click.echo(f"{name}: {result.path}  tasks={report['tasks']} regions written={report['regions_written']} "
-                   f"clipped={report['regions_clipped']} dropped={report['regions_dropped']}")
-        for reason, count in report["dropped_by_reason"].items():
-            click.echo(f"    dropped {count}: {reason}")
+    _echo_results(built.results)
     _echo_media_report(media.report())
 
 
@@ -133,20 +117,45 @@ def _writer_options(pairs: tuple[str, ...], formats: list[str]) -> dict[str, str
     return options
 
 
-def _prefetch(media: MediaResolver, references: Iterable[str]) -> None:
-    from tqdm import tqdm
+def _warn_not_applicable(name: str, reason: str) -> None:
+    warnings.warn(f"{reason}: written as asked, with every region reported as dropped")
 
-    problems = 0
-    # tqdm writes to stderr and turns itself off when that is not a terminal.
-    with tqdm(desc="media", unit=" files", disable=None) as bar:
-        def resolved(outcome: MediaOutcome) -> None:
-            nonlocal problems
-            bar.update()
-            if not outcome.status.resolved:
-                problems += 1
-                bar.set_postfix(missing_or_refused=problems)
 
-        media.prefetch(references, on_resolved=resolved)
+class _MediaProgress:
+    """A progress bar of the media prefetch, shown once the first file is resolved (tqdm writes to
+    stderr and turns itself off when that is not a terminal)."""
+
+    def __init__(self) -> None:
+        self._bar = None
+        self._problems = 0
+
+    def __call__(self, outcome: MediaOutcome) -> None:
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(desc="media", unit=" files", disable=None)
+        self._bar.update()
+        if not outcome.status.resolved:
+            self._problems += 1
+            self._bar.set_postfix(missing_or_refused=self._problems)
+
+    def __enter__(self) -> _MediaProgress:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _echo_results(results: dict[str, FormatResult], files: bool = False) -> None:
+    for name, result in results.items():
+        report = result.report
+        counts = (f"  files: {result.files.files_written} written, {result.files.files_kept} unchanged, "
+                  f"{result.files.files_removed} removed") if files else ""
+        click.echo(f"{name}: {result.path}  tasks={report['tasks']} regions written={report['regions_written']} "
+                   f"clipped={report['regions_clipped']} dropped={report['regions_dropped']}{counts}")
+        for reason, count in report["dropped_by_reason"].items():
+            click.echo(f"    dropped {count}: {reason}")
 
 
 def _echo_media_report(report: MediaReport) -> None:
@@ -191,14 +200,15 @@ def export(project_id: str, formats: str, out_dir: Path, full: bool, media_root:
 
     from tqdm import tqdm
 
+    from lsflow.project.datasets import build_datasets
     from lsflow.project.layout import ProjectLayout
-    from lsflow.core.incremental.store import iter_store_tasks
+    from lsflow.project.snapshot import take_project_snapshot
+    from lsflow.project.store import update_store
     from lsflow.sources.label_studio import LabelStudioError, LabelStudioSource
-    from lsflow.sources.project_sync import build_datasets, snapshot_label_config, take_project_snapshot, update_store
 
     _log_from_environment()
     url = os.environ.get("LABEL_STUDIO_URL", "")
-    layout = ProjectLayout(out_dir / STATE_DIR, project_id, datasets_root=out_dir)
+    layout = ProjectLayout.for_export_path(out_dir, project_id)
     first_export = not layout.project_dir.exists()
     try:
         names = parse_formats(formats)
@@ -212,18 +222,12 @@ def export(project_id: str, formats: str, out_dir: Path, full: bool, media_root:
             source = LabelStudioSource(url, os.environ.get("LABEL_STUDIO_API_KEY", ""), progress=downloaded)
             record = take_project_snapshot(source, layout, full=full)
         summary, changes, _ = update_store(layout)
-        config = snapshot_label_config(layout)
-        for name in names:
-            if reason := writer_class(name).not_applicable(config):
-                warnings.warn(f"{reason}: written as asked, with every region reported as dropped")
         media = MediaResolver.from_environment(media_root=media_root, label_studio_url=url)
-        with media:
-            if any(writer_class(name).reads_media for name in names):
-                _prefetch(media, media_references(iter_store_tasks(layout.store_dir), media_keys(config)))
-            results, _ = build_datasets(
-                layout, names, policy, media, options,
-                progress=lambda tasks: tqdm(tasks, desc="tasks", unit=" tasks", total=summary.tasks, disable=None),
-                workers=workers)
+        with media, _MediaProgress() as media_progress:
+            built = build_datasets(layout, names, media, DatasetOptions(
+                policy=policy, options=options, workers=workers, on_not_applicable=_warn_not_applicable,
+                on_media_resolved=media_progress,
+                progress=lambda tasks: tqdm(tasks, desc="tasks", unit=" tasks", total=summary.tasks, disable=None)))
     except (LabelStudioError, ExportFormatError, UnknownFormatError, LabelConfigError, ValueError) as error:
         if first_export:  # nothing of a failed first export stays behind
             shutil.rmtree(layout.project_dir, ignore_errors=True)
@@ -234,14 +238,7 @@ def export(project_id: str, formats: str, out_dir: Path, full: bool, media_root:
                f"md5 {record.md5}")
     click.echo(f"store: {summary.tasks} tasks — {changes.new} new, {changes.changed} changed, "
                f"{changes.deleted} deleted")
-    for name, result in results.items():
-        report = result.report
-        click.echo(f"{name}: {result.path}  tasks={report['tasks']} regions written={report['regions_written']} "
-                   f"clipped={report['regions_clipped']} dropped={report['regions_dropped']}  "
-                   f"files: {result.files.files_written} written, {result.files.files_kept} unchanged, "
-                   f"{result.files.files_removed} removed")
-        for reason, count in report["dropped_by_reason"].items():
-            click.echo(f"    dropped {count}: {reason}")
+    _echo_results(built.results, files=True)
     _echo_media_report(media.report())
 
 
@@ -269,7 +266,7 @@ def partitions_add(project_ids: tuple[str, ...]) -> None:
     """Register projects as partitions; without ids, every project the configured source knows."""
     import dagster as dg
 
-    from lsflow.defs.definitions import task_source_from_environment
+    from lsflow.defs.resources import task_source_from_environment
     from lsflow.defs.partitions import register_projects
 
     ids = list(project_ids)

@@ -1,5 +1,4 @@
-"""Dagster wiring for lsflow; `defs` is the `Definitions` object."""
+"""lsflow's Dagster wiring: assets, checks, resources, partitions, jobs, sensors and schedules.
 
-from lsflow.defs.definitions import defs
-
-__all__ = ["defs"]
+`lsflow.definitions` gathers them into the `Definitions` Dagster loads.
+"""

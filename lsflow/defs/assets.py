@@ -1,6 +1,6 @@
 """The asset graph of one project partition: snapshot → normalized store → one asset per format.
 
-Assets only wire things together; what a format is and how it is checked lives in `lsflow.core`.
+Assets only wire things together; each calls one function of the application layer (`lsflow.project`).
 """
 
 from pathlib import Path
@@ -8,25 +8,23 @@ from pathlib import Path
 import dagster as dg
 
 from lsflow.core.formats import WRITERS, writer_class
-from lsflow.core.formats.base import CheckOutcome
-from lsflow.project.layout import ProjectLayout, directory_digest
-from lsflow.core.incremental.store import iter_store_tasks, read_manifest
+from lsflow.core.incremental.store import read_manifest
+from lsflow.core.pipeline.publish import directory_digest
+from lsflow.defs.metadata import check_result, label_table, media_metadata
 from lsflow.defs.partitions import project_partitions
 from lsflow.defs.resources import DatasetSettings, TaskSourceResource
-from lsflow.sources.export_file import EXPORT_FILE
+from lsflow.project.datasets import REGION_ACCOUNTING, DatasetOptions, build_datasets, dataset_checks
+from lsflow.project.layout import ProjectLayout
+from lsflow.project.snapshot import take_project_snapshot
+from lsflow.project.store import update_store
 from lsflow.sources.label_studio import LabelStudioError
-from lsflow.sources.media import MediaResolver, media_keys, media_references
-from lsflow.sources.project_sync import build_datasets, snapshot_label_config, take_project_snapshot, update_store
 
-REGION_ACCOUNTING = "region_accounting"
 FORMAT_KEYS = {name: dg.AssetKey(f"dataset_{name.lower()}") for name in WRITERS}
+FULL_EXPORT_TAG = "lsflow/full_export"
 
 
 def _layout(context: dg.AssetExecutionContext, settings: DatasetSettings) -> ProjectLayout:
     return ProjectLayout(Path(settings.output_root), context.partition_key)
-
-
-FULL_EXPORT_TAG = "lsflow/full_export"
 
 
 class SnapshotConfig(dg.Config):
@@ -63,7 +61,7 @@ def label_studio_snapshot(
             "changed_since": record.changed_since or "",
             "deleted_tasks": len(record.deleted_task_ids),
             "source": record.source,
-            "path": dg.MetadataValue.path(str(layout.snapshot_dir / EXPORT_FILE)),
+            "path": dg.MetadataValue.path(str(layout.snapshot_export)),
         },
         data_version=dg.DataVersion(record.md5) if record.md5 else None,
     )
@@ -93,7 +91,7 @@ def normalized_tasks(context: dg.AssetExecutionContext, settings: DatasetSetting
             "deleted_tasks": changes.deleted,
             "watermark": summary.max_updated_at or "",
             "snapshot_id": record.snapshot_id or "",
-            "labels": dg.MetadataValue.md(_label_table(summary.labels)),
+            "labels": label_table(summary.labels),
             "path": dg.MetadataValue.path(str(layout.store_dir)),
         },
         data_version=dg.DataVersion(summary.content_digest),
@@ -128,106 +126,44 @@ def _check_specs() -> list[dg.AssetCheckSpec]:
 def datasets(context: dg.AssetExecutionContext, settings: DatasetSettings):
     """Every selected format from one pass over the normalized store."""
     layout = _layout(context, settings)
-    config = snapshot_label_config(layout)
-    formats = []
-    for name, key in FORMAT_KEYS.items():
-        if key in context.selected_asset_keys:
-            reason = writer_class(name).not_applicable(config)
-            if reason:
-                context.log.info(f"{name} skipped for project {context.partition_key}: {reason}")
-            else:
-                formats.append(name)
-    if not formats:
-        return
-    manifest = read_manifest(layout.store_dir)
+    selected = [name for name, key in FORMAT_KEYS.items() if key in context.selected_asset_keys]
     media = settings.media()
-    if any(writer_class(name).reads_media for name in formats):
-        _prefetch_media(context, media, layout)
-    results, export = build_datasets(layout, formats, settings.policy(), media, settings.writer_options,
-                                     workers=settings.workers)
-    media_metadata = _media_metadata(context, media)
-    for name in formats:
-        result = results[name]
+    context.log.info(f"task media from: {media.describe()}")
+
+    def skipped(name: str, reason: str) -> None:
+        context.log.info(f"{name} skipped for project {context.partition_key}: {reason}")
+
+    with media:
+        built = build_datasets(layout, selected, media, DatasetOptions(
+            policy=settings.policy(), options=settings.writer_options, workers=settings.workers,
+            write_inapplicable=False, on_not_applicable=skipped))
+    snapshot_id = read_manifest(layout.store_dir).get("snapshot_id") or ""
+    media_counts = media_metadata(context.log, media)
+    for name, result in built.results.items():
         key = FORMAT_KEYS[name]
         report = result.report
-        outcomes = writer_class(name).check(result.path, export) + [_accounting_outcome(report)]
         yield dg.MaterializeResult(
             asset_key=key,
             metadata={
                 "path": dg.MetadataValue.path(str(result.path)),
-                "snapshot_id": manifest.get("snapshot_id") or "",
+                "snapshot_id": snapshot_id,
                 "tasks": report["tasks"],
                 "annotations_exported": report["annotations_exported"],
                 "regions_written": report["regions_written"],
                 "regions_clipped": report["regions_clipped"],
                 "regions_dropped": report["regions_dropped"],
                 "dropped_by_reason": dg.MetadataValue.json(report["dropped_by_reason"]),
-                "labels": dg.MetadataValue.md(_label_table(report["labels"])),
+                "labels": label_table(report["labels"]),
                 "annotation_policy": str(settings.policy()),
                 "files_written": result.files.files_written,
                 "files_unchanged": result.files.files_kept,
                 "files_removed": result.files.files_removed,
-                **media_metadata,
+                **media_counts,
             },
             data_version=dg.DataVersion(directory_digest(result.path)),
             check_results=[
-                _check_result(key, outcome, name)
-                for outcome in outcomes
+                check_result(key, outcome, name)
+                for outcome in dataset_checks(result, built.context)
                 if dg.AssetCheckKey(key, outcome.name) in context.selected_asset_check_keys
             ],
         )
-
-
-def _prefetch_media(context: dg.AssetExecutionContext, media: MediaResolver, layout: ProjectLayout) -> None:
-    """Every task's media, fetched concurrently before the one pass over the tasks needs it."""
-    context.log.info(f"fetching task media from: {media.describe()}")
-    references = media_references(iter_store_tasks(layout.store_dir), media_keys(snapshot_label_config(layout)))
-    media.prefetch(references)
-
-
-def _media_metadata(context: dg.AssetExecutionContext, media: MediaResolver) -> dict:
-    """Counts of the task media this run looked up; each missing or refused kind logged with its reason."""
-    report = media.report().as_dict()
-    for problem in report["problems"]:
-        context.log.warning(f"media {problem['status']} ({problem['references']}, e.g. {problem['example']}): "
-                            f"{problem['reason']}")
-    rows = "\n".join(f"| {p['status']} | {p['references']} | {_cell(p['reason'])} | `{_cell(p['example'])}` |"
-                     for p in report["problems"])
-    return {
-        **{f"media_{count}": report[count] for count in ("resolved", "downloaded", "cached", "missing", "refused")},
-        "media_problems": dg.MetadataValue.md(
-            "| outcome | files | reason | example |\n|---|---|---|---|\n" + rows if rows else "none"
-        ),
-    }
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
-def _accounting_outcome(report: dict) -> CheckOutcome:
-    problems = [] if report["balanced"] else [
-        f"{report['regions_in']} regions in, {report['regions_written']} written, "
-        f"{report['regions_dropped']} dropped: {report['regions_in'] - report['regions_written'] - report['regions_dropped']} unaccounted"
-    ]
-    return CheckOutcome(REGION_ACCOUNTING, report["balanced"], problems, {
-        "regions_in": report["regions_in"], "regions_written": report["regions_written"],
-        "regions_dropped": report["regions_dropped"],
-    })
-
-
-def _check_result(key: dg.AssetKey, outcome: CheckOutcome, format_name: str) -> dg.AssetCheckResult:
-    metadata = dict(outcome.metadata)
-    if outcome.problems:
-        metadata["problems"] = dg.MetadataValue.md("\n".join(f"- {p}" for p in outcome.problems))
-    # A check that does not block (the dataset is usable, e.g. an empty val split) warns; one that
-    # blocks is an error, and downstream assets do not run.
-    blocking = outcome.name == REGION_ACCOUNTING or any(
-        spec.blocking for spec in writer_class(format_name).checks if spec.name == outcome.name)
-    return dg.AssetCheckResult(asset_key=key, check_name=outcome.name, passed=outcome.passed, metadata=metadata,
-                               severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN)
-
-
-def _label_table(labels: dict[str, int]) -> str:
-    rows = "\n".join(f"| {name} | {count} |" for name, count in sorted(labels.items(), key=lambda kv: -kv[1]))
-    return "| label | regions |\n|---|---|\n" + rows if rows else "no labelled regions"

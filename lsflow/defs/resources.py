@@ -1,9 +1,12 @@
 """Resources: where tasks come from (the live server or recorded export files) and where datasets go.
 
 `TaskSourceResource` is the interface the assets ask for; which implementation backs it is chosen
-in `definitions.py` from `LSFLOW_SOURCE`.
+from `LSFLOW_SOURCE` (`task_source_from_environment`): `files` (default: the recorded exports under
+`LSFLOW_PROJECTS_DIR`, the embedded sample unless set) or `label_studio` (a live server at
+`LABEL_STUDIO_URL`, with `LABEL_STUDIO_API_KEY`; both read when a run starts, never stored).
 """
 
+import os
 from enum import Enum
 from pathlib import Path
 
@@ -139,3 +142,26 @@ class DatasetSettings(dg.ConfigurableResource):
             cache_dir=self.media_cache_dir,
             limits=limits,
         )
+
+
+SAMPLE_PROJECTS_DIR = "data/sample/projects"
+SAMPLE_MEDIA_ROOT = "data/sample/media"
+
+
+def task_source_from_environment() -> TaskSourceResource:
+    kind = os.environ.get("LSFLOW_SOURCE", "files")
+    if kind == "files":
+        return ExportFileSourceResource(projects_dir=os.environ.get("LSFLOW_PROJECTS_DIR", SAMPLE_PROJECTS_DIR))
+    if kind == "label_studio":
+        return LabelStudioResource(url=dg.EnvVar("LABEL_STUDIO_URL"), api_key=dg.EnvVar("LABEL_STUDIO_API_KEY"))
+    raise ValueError(f"LSFLOW_SOURCE={kind!r}: expected 'files' or 'label_studio'")
+
+
+def settings_from_environment() -> DatasetSettings:
+    uses_sample = os.environ.get("LSFLOW_SOURCE", "files") == "files" and "LSFLOW_PROJECTS_DIR" not in os.environ
+    return DatasetSettings(
+        output_root=os.environ.get("LSFLOW_OUTPUT_ROOT", "data/output"),
+        annotation_policy=os.environ.get("LSFLOW_ANNOTATION_POLICY", "all"),
+        media_root=os.environ.get("LSFLOW_MEDIA_ROOT", SAMPLE_MEDIA_ROOT if uses_sample else None),
+        workers=int(os.environ["LSFLOW_WORKERS"]) if os.environ.get("LSFLOW_WORKERS") else None,
+    )

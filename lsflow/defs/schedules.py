@@ -13,7 +13,7 @@ import dagster as dg
 
 from lsflow.defs.assets import FULL_EXPORT_TAG
 from lsflow.defs.partitions import project_partitions
-from lsflow.defs.sensors import export_project
+from lsflow.defs.jobs import export_project
 
 FULL_EXPORT_CRON_ENV = "LSFLOW_FULL_EXPORT_CRON"
 

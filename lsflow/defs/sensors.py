@@ -13,19 +13,12 @@ import re
 
 import dagster as dg
 
-from lsflow.defs.assets import datasets, label_studio_snapshot, normalized_tasks
+from lsflow.defs.jobs import export_project
 from lsflow.defs.partitions import project_partitions
 from lsflow.defs.resources import TaskSourceResource
 from lsflow.sources.base import ProjectInfo
 
 TITLE_PATTERN_ENV = "LSFLOW_PROJECT_TITLE_PATTERN"
-
-export_project = dg.define_asset_job(
-    "export_project",
-    selection=dg.AssetSelection.assets(label_studio_snapshot, normalized_tasks, datasets),
-    description="Snapshot one Label Studio project, update its store and write every dataset format.",
-)
-
 
 def _fingerprint(project: ProjectInfo) -> str:
     return f"{project.task_count}|{project.changed_at}"

@@ -1,10 +1,24 @@
-"""Where a project's files live under the output root (`data/output` by default)."""
+"""Every file and folder of a project's output, in one place (under `data/output` by default).
+
+    project-<id>/snapshot/     the latest snapshot: export.json, label_config.xml, snapshot.json
+    project-<id>/store/        the normalized store (Parquet) the datasets are built from
+    project-<id>/reuse/        what the last dataset build kept of each task's output, for the next
+    project-<id>/datasets/     one folder per format, always the newest dataset
+    project-<id>/.staging-*    private folders a step builds in before publishing atomically
+
+`lsflow export --path DIR` keeps the same folders under `DIR/.lsflow/` and the formats in `DIR/`.
+"""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+
+from lsflow.sources.base import EXPORT_FILE, LABEL_CONFIG_FILE
+
+SNAPSHOT_RECORD_FILE = "snapshot.json"
+# `lsflow export --path DIR` keeps the project's snapshot and store here, for incremental re-exports.
+EXPORT_STATE_DIR = ".lsflow"
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,6 +27,11 @@ class ProjectLayout:
     project_id: str
     # Where the format folders go, if not beside the snapshot and store (`lsflow export --path`).
     datasets_root: Path | None = None
+
+    @classmethod
+    def for_export_path(cls, path: Path, project_id: str) -> ProjectLayout:
+        """`lsflow export --path PATH`: the formats in PATH, lsflow's own state in PATH/.lsflow/."""
+        return cls(path / EXPORT_STATE_DIR, project_id, datasets_root=path)
 
     @property
     def project_dir(self) -> Path:
@@ -23,30 +42,33 @@ class ProjectLayout:
         return self.project_dir / "snapshot"
 
     @property
+    def snapshot_export(self) -> Path:
+        return self.snapshot_dir / EXPORT_FILE
+
+    @property
+    def snapshot_label_config(self) -> Path:
+        return self.snapshot_dir / LABEL_CONFIG_FILE
+
+    @property
+    def snapshot_record(self) -> Path:
+        return self.snapshot_dir / SNAPSHOT_RECORD_FILE
+
+    @property
     def store_dir(self) -> Path:
         return self.project_dir / "store"
 
     @property
     def reuse_dir(self) -> Path:
-        """What the last dataset build kept of each task's output, for the next one (`lsflow.core.incremental.reuse`)."""
+        """What the last dataset build kept of each task's output (`lsflow.core.incremental.reuse`)."""
         return self.project_dir / "reuse"
 
     @property
     def datasets_dir(self) -> Path:
         return self.datasets_root or self.project_dir / "datasets"
 
+    def dataset_dir(self, format_name: str) -> Path:
+        return self.datasets_dir / format_name
+
     def staging_dir(self, name: str) -> Path:
         """A private folder beside the published one, on the same filesystem so the move is atomic."""
         return self.project_dir / f".staging-{name}"
-
-
-def directory_digest(directory: Path) -> str:
-    """A digest of every file's relative path and bytes: equal exactly when the contents are."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
-        with open(path, "rb") as stream:
-            while chunk := stream.read(1 << 20):
-                digest.update(chunk)
-        digest.update(b"\0")
-    return digest.hexdigest()

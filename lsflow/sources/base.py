@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+# A source writes a snapshot into a folder of its own under these names.
+EXPORT_FILE = "export.json"
+LABEL_CONFIG_FILE = "label_config.xml"
+
 
 @dataclass(frozen=True, slots=True)
 class ProjectInfo:

@@ -19,10 +19,8 @@ import orjson
 from lsflow.core.incremental.changes import changed_after
 from lsflow.core.model.task import ExportFormatError, Task
 from lsflow.core.model.entries import TaskEntry, entry_of, entry_of_json
-from lsflow.sources.base import ProjectInfo, Snapshot
+from lsflow.sources.base import EXPORT_FILE, LABEL_CONFIG_FILE, ProjectInfo, Snapshot
 
-EXPORT_FILE = "export.json"
-LABEL_CONFIG_FILE = "label_config.xml"
 _COPY_CHUNK = 1 << 20
 _SCAN_CHUNK = 1 << 20
 _JSON_WHITESPACE = b" \t\r\n"

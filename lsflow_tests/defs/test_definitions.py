@@ -3,17 +3,16 @@
 import dagster as dg
 import pytest
 
-from lsflow import defs
 from lsflow.core.formats import WRITERS
 from lsflow.defs.assets import datasets, label_studio_snapshot, normalized_tasks
-from lsflow.defs.definitions import settings_from_environment
 from lsflow.defs.partitions import PROJECTS_PARTITION_NAME
-from lsflow.defs.resources import DatasetSettings, ExportFileSourceResource
+from lsflow.defs.resources import DatasetSettings, ExportFileSourceResource, settings_from_environment
+from lsflow.definitions import defs
 from lsflow_tests.paths import SAMPLE_MEDIA, SAMPLE_PROJECTS
 
 
-def test_from_lsflow_import_defs_gives_the_definitions():
-    assert isinstance(defs, dg.Definitions)
+def test_the_definitions_module_gives_the_definitions():
+    assert isinstance(defs(), dg.Definitions)
 
 
 def test_settings_come_from_the_environment(monkeypatch):
@@ -26,7 +25,7 @@ def test_settings_come_from_the_environment(monkeypatch):
 
 
 def test_every_format_is_an_asset_downstream_of_the_store_with_its_checks():
-    graph = defs.resolve_asset_graph()
+    graph = defs().resolve_asset_graph()
     snapshot, store = dg.AssetKey("label_studio_snapshot"), dg.AssetKey("normalized_tasks")
     assert graph.get(store).parent_keys == {snapshot}
     for name, writer in WRITERS.items():
@@ -118,10 +117,10 @@ def test_partitions_add_registers_the_source_projects_once(tmp_path, monkeypatch
 
 def test_a_failing_non_blocking_check_warns_and_a_blocking_one_errs():
     from lsflow.core.formats.base import CheckOutcome
-    from lsflow.defs.assets import _check_result
+    from lsflow.defs.metadata import check_result
 
     key = dg.AssetKey("dataset_yolo")
-    layout = _check_result(key, CheckOutcome("ultralytics_layout", False, ["the val split has no images"]), "YOLO")
-    rows = _check_result(key, CheckOutcome("yolo_rows_valid", False, ["x"]), "YOLO")
+    layout = check_result(key, CheckOutcome("ultralytics_layout", False, ["the val split has no images"]), "YOLO")
+    rows = check_result(key, CheckOutcome("yolo_rows_valid", False, ["x"]), "YOLO")
     assert layout.severity == dg.AssetCheckSeverity.WARN
     assert rows.severity == dg.AssetCheckSeverity.ERROR

@@ -126,7 +126,7 @@ def test_dagster_command_line_materializes_a_live_partition_configured_by_the_en
     assert added.returncode == 0, added.stderr
     assert str(image_project.id) in added.stdout.split("(new:")[1]  # every project of the server, listed live
     run = subprocess.run(
-        [str(tools / "dagster"), "asset", "materialize", "-m", "lsflow", "--partition", str(image_project.id),
+        [str(tools / "dagster"), "asset", "materialize", "-m", "lsflow.definitions", "--partition", str(image_project.id),
          "--select", "label_studio_snapshot,normalized_tasks,dataset_coco"],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )

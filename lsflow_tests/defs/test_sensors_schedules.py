@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import dagster as dg
 
 from lsflow.defs.assets import FULL_EXPORT_TAG
-from lsflow.defs.definitions import defs
+from lsflow.definitions import defs
 from lsflow.defs.partitions import PROJECTS_PARTITION_NAME
 from lsflow.defs.resources import LabelStudioResource
 from lsflow.defs.schedules import full_export
@@ -66,8 +66,9 @@ def test_schedule_requests_a_full_export_of_every_partition():
 
 
 def test_sensor_and_schedule_start_the_export_job_over_the_project_assets():
-    job = defs.resolve_job_def("export_project")
-    assert defs.resolve_sensor_def("label_studio_projects").job_name == job.name
-    assert defs.resolve_schedule_def("full_export").job_name == job.name
+    definitions = defs()
+    job = definitions.resolve_job_def("export_project")
+    assert definitions.resolve_sensor_def("label_studio_projects").job_name == job.name
+    assert definitions.resolve_schedule_def("full_export").job_name == job.name
     keys = job.asset_layer.asset_graph.get_all_asset_keys()
     assert {dg.AssetKey("label_studio_snapshot"), dg.AssetKey("normalized_tasks"), dg.AssetKey("dataset_coco")} <= keys

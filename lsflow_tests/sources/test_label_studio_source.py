@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from lsflow.sources.export_file import EXPORT_FILE, LABEL_CONFIG_FILE
+from lsflow.sources.base import EXPORT_FILE, LABEL_CONFIG_FILE
 from lsflow.sources.label_studio import LabelStudioError, LabelStudioSource, Timing
 from lsflow_tests.live_projects import TEXT_CONFIG
 from lsflow_tests.paths import IMAGE_CONFIG

@@ -17,7 +17,7 @@ import httpx
 import orjson
 import pytest
 
-from lsflow.sources.export_file import EXPORT_FILE, LABEL_CONFIG_FILE
+from lsflow.sources.base import EXPORT_FILE, LABEL_CONFIG_FILE
 from lsflow.sources.label_studio import LabelStudioError, LabelStudioSource, Timing
 from lsflow_tests.paths import IMAGE_CONFIG, IMAGE_EXPORT
 

@@ -12,11 +12,9 @@ from lsflow.core.formats import WRITERS
 from lsflow.project.layout import ProjectLayout
 from lsflow.sources.export_file import ExportFileSource
 from lsflow.sources.media import MediaResolver
-from lsflow.sources.project_sync import (
-    build_datasets,
-    take_project_snapshot,
-    update_store,
-)
+from lsflow.project.datasets import DatasetOptions, build_datasets
+from lsflow.project.snapshot import take_project_snapshot
+from lsflow.project.store import update_store
 from lsflow_tests.paths import IMAGE_PROJECT, SAMPLE_MEDIA
 
 FORMATS = sorted(WRITERS)
@@ -34,7 +32,7 @@ def sync(source, root, full=False, workers=None):
     layout = ProjectLayout(root, "1")
     record = take_project_snapshot(source, layout, full=full)
     summary, changes, _ = update_store(layout)
-    results, _ = build_datasets(layout, FORMATS, media=media, workers=workers)
+    results = build_datasets(layout, FORMATS, media, DatasetOptions(workers=workers)).results
     return record, changes, results, layout
 
 

@@ -10,7 +10,9 @@ from lsflow.core.model.label_config import LabelConfig
 from lsflow.project.layout import ProjectLayout
 from lsflow.sources.label_studio import LabelStudioSource
 from lsflow.sources.media import MediaResolver
-from lsflow.sources.project_sync import build_datasets, take_project_snapshot, update_store
+from lsflow.project.datasets import build_datasets
+from lsflow.project.snapshot import take_project_snapshot
+from lsflow.project.store import update_store
 from lsflow_tests.paths import IMAGE_CONFIG, SAMPLE_MEDIA
 
 ROUNDS = 4
@@ -45,7 +47,7 @@ def sync(label_studio, root, project_id, full, formats):
     _, changes, _ = update_store(layout)
     with MediaResolver(SAMPLE_MEDIA, label_studio_url=label_studio.url, api_key=label_studio.legacy_token,
                        cache_dir=root / "media-cache") as media:
-        results, _ = build_datasets(layout, formats, media=media)
+        results = build_datasets(layout, formats, media).results
     return record, changes, {name: files(result.path) for name, result in results.items()}
 
 

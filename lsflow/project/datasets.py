@@ -1,0 +1,109 @@
+"""Building datasets: formats → applicability → media → one export pass → published folders.
+
+The one sequence behind `lsflow convert` (tasks from an export file), `lsflow export` and the
+Dagster `datasets` asset (tasks from the project's store).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from lsflow.core.formats import writer_class
+from lsflow.core.formats.base import CheckOutcome, ExportContext
+from lsflow.core.incremental.store import iter_store_entries, iter_store_tasks
+from lsflow.core.model.entries import TaskEntry
+from lsflow.core.model.label_config import LabelConfig
+from lsflow.core.model.selection import AnnotationPolicy
+from lsflow.core.model.task import Task
+from lsflow.core.pipeline.build import FormatResult
+from lsflow.core.pipeline.context import export_context
+from lsflow.core.pipeline.export import export_datasets
+from lsflow.core.pipeline.parallel import usable_cores
+from lsflow.project.layout import ProjectLayout
+from lsflow.project.snapshot import snapshot_label_config
+from lsflow.sources.media import MediaOutcome, MediaResolver, media_keys, media_references
+
+
+@dataclass(frozen=True)
+class DatasetOptions:
+    """How tasks become datasets, beside which formats."""
+
+    policy: AnnotationPolicy = AnnotationPolicy()
+    options: dict[str, str] | None = None  # writer options by name (`csv_header=false`)
+    workers: int | None = None  # processes writing tasks; None: one a usable core
+    # A format the label config cannot fill (YOLO for a text project) is written anyway, every region
+    # reported as dropped (the CLI: the user asked for it), or left out (Dagster skips its asset).
+    write_inapplicable: bool = True
+    on_not_applicable: Callable[[str, str], None] | None = None  # (format, reason), before anything is written
+    # Fetch every task's media first, concurrently: None decides by the formats (any that reads media).
+    prefetch_media: bool | None = None
+    on_media_resolved: Callable[[MediaOutcome], None] | None = None
+    # Wraps the task stream (a progress bar).
+    progress: Callable[[Iterator[TaskEntry]], Iterable[TaskEntry]] | None = None
+
+
+@dataclass(frozen=True)
+class BuiltDatasets:
+    results: dict[str, FormatResult]  # by format, for the formats written
+    context: ExportContext  # what the checks read the datasets back with
+    not_applicable: dict[str, str]  # format → why the label config cannot fill it
+
+
+def write_datasets(tasks: Callable[[], Iterable[Task]], entries: Callable[[str | None], Iterator[TaskEntry]],
+                   formats: list[str], out_root: Path, config: LabelConfig | None, media: MediaResolver | None,
+                   settings: DatasetOptions, project_id: str | None = None,
+                   reuse_dir: Path | None = None) -> BuiltDatasets:
+    """`tasks` reads the tasks as the model (class discovery, media references); `entries(image_key)` as
+    the pass takes them. Every format is published under `out_root/<FORMAT>/` atomically."""
+    not_applicable = {}
+    for name in formats:
+        if reason := writer_class(name).not_applicable(config):
+            not_applicable[name] = reason
+            if settings.on_not_applicable is not None:
+                settings.on_not_applicable(name, reason)
+    chosen = formats if settings.write_inapplicable else [name for name in formats if name not in not_applicable]
+    prefetch = settings.prefetch_media
+    if prefetch is None:
+        prefetch = any(writer_class(name).reads_media for name in chosen)
+    if media is not None and prefetch:
+        media.prefetch(media_references(tasks(), media_keys(config)), on_resolved=settings.on_media_resolved)
+    context = replace(export_context(config, tasks, project_id, media=media), options=settings.options or {})
+    stream = entries(context.image_key)
+    results = export_datasets(settings.progress(stream) if settings.progress else stream, chosen, out_root, context,
+                              settings.policy, workers=settings.workers or usable_cores(), reuse_dir=reuse_dir) \
+        if chosen else {}
+    return BuiltDatasets(results, context, not_applicable)
+
+
+def build_datasets(layout: ProjectLayout, formats: list[str], media: MediaResolver | None = None,
+                   settings: DatasetOptions = DatasetOptions()) -> BuiltDatasets:
+    """Every format from one pass over the project's store, published under `layout.datasets_dir`,
+    reusing the output of every task the last build of the same formats already wrote."""
+    return write_datasets(lambda: iter_store_tasks(layout.store_dir), lambda _: iter_store_entries(layout.store_dir),
+                          formats, layout.datasets_dir, snapshot_label_config(layout), media, settings,
+                          project_id=layout.project_id, reuse_dir=layout.reuse_dir)
+
+
+REGION_ACCOUNTING = "region_accounting"
+
+
+def dataset_checks(result: FormatResult, context: ExportContext) -> list[CheckOutcome]:
+    """The format's own checks of the published dataset, and the region accounting every format has."""
+    report = result.report
+    problems = [] if report["balanced"] else [
+        f"{report['regions_in']} regions in, {report['regions_written']} written, {report['regions_dropped']} "
+        f"dropped: {report['regions_in'] - report['regions_written'] - report['regions_dropped']} unaccounted"
+    ]
+    accounting = CheckOutcome(REGION_ACCOUNTING, report["balanced"], problems, {
+        "regions_in": report["regions_in"], "regions_written": report["regions_written"],
+        "regions_dropped": report["regions_dropped"],
+    })
+    return writer_class(result.format_name).check(result.path, context) + [accounting]
+
+
+def check_is_blocking(format_name: str, check_name: str) -> bool:
+    """A blocking check's failure makes the dataset unusable; the others warn (e.g. an empty val split)."""
+    return check_name == REGION_ACCOUNTING or any(
+        spec.blocking for spec in writer_class(format_name).checks if spec.name == check_name)
