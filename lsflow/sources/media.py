@@ -4,13 +4,14 @@
 name): it takes a value of a task's `data` and returns a `MediaOutcome` — a local file, or why there
 is none. It implements `MediaLookup` (`local_path`) for the export pipeline and the writers.
 
-References, and where their file comes from:
+References (parsed by `lsflow.core.model.media_ref`), and where their file comes from:
 
 - `/data/upload/<project>/<file>`: a copy of Label Studio's media folder (`media_root`, holding
   `upload/`), else downloaded from the Label Studio instance with the API token.
 - `/data/local-files/?d=<path>`: `<path>` under `LOCAL_FILES_DOCUMENT_ROOT` (the same folder Label
   Studio serves), else downloaded from the instance.
-- `http(s)://…`: downloaded, from the Label Studio instance or an allowed host only.
+- `http(s)://…`: the instance's own upload and local-files URLs as above; others downloaded, from
+  the Label Studio instance or an allowed host only.
 - `s3://`, `gs://`, `azure-blob://`: downloaded through fsspec from an allowed bucket (optional extras).
 - a plain path: read only when it lies under `media_root` or `LOCAL_FILES_DOCUMENT_ROOT`.
 
@@ -30,13 +31,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import urlsplit
 
 from lsflow.core.model.label_config import LabelConfig
+from lsflow.core.model.media_ref import CLOUD_SCHEMES, MediaKind, MediaReference
 from lsflow.core.model.task import Task
 from lsflow.sources.media_access import (
-    CLOUD_SCHEMES,
-    HTTP_SCHEMES,
     AllowList,
     LabelStudioAccess,
     MediaRefused,
@@ -46,8 +46,6 @@ from lsflow.sources.media_access import (
 from lsflow.sources.media_cache import MediaCache, default_cache_dir
 from lsflow.sources.media_download import CloudDownloader, DownloadLimits, HttpDownloader
 
-UPLOAD_PREFIX = "/data/upload/"
-LOCAL_FILES_PATH = "/data/local-files"
 # The object tags whose data Label Studio reads from a file, and the data keys to use without a config.
 MEDIA_OBJECT_TAGS = ("image", "audio", "audioplus")
 DEFAULT_MEDIA_KEYS = ("image", "audio")
@@ -145,6 +143,8 @@ class MediaResolver:
         if self.local_files_root is not None and self.local_files_root == Path(self.local_files_root.anchor):
             raise ValueError("LOCAL_FILES_DOCUMENT_ROOT=/ would make every file on this machine a task file")
         self.label_studio = LabelStudioAccess(label_studio_url, api_key) if label_studio_url else None
+        # The path the instance is served under ("" at the root): its full URLs may carry it before /data/….
+        self._label_studio_mount = urlsplit(self.label_studio.url).path if self.label_studio else ""
         self.allowed = AllowList(tuple(allowed))
         self.limits = limits
         cache = MediaCache(Path(cache_dir) if cache_dir else default_cache_dir())
@@ -243,32 +243,37 @@ class MediaResolver:
     def _resolve(self, reference: str) -> MediaOutcome:
         if not isinstance(reference, str) or not reference.strip():
             raise MediaRefused("an empty media reference")
-        parts = urlsplit(reference)
-        scheme = parts.scheme.lower()
-        if scheme in HTTP_SCHEMES:
-            if self.label_studio is not None and _same_origin(reference, self.label_studio.origin):
+        parsed = MediaReference.parse(reference)
+        if parsed.kind is MediaKind.HTTP:
+            if parsed.route is not None and self._is_label_studio_url(parsed):
                 # A full URL of the instance itself (exports made with a host set): a copy on disk may have it.
-                return self._label_studio_path(reference, parts.path, parts.query, full_url=reference)
+                return self._label_studio_route(parsed, full_url=reference)
             return self._download(reference, reference)
-        if scheme in CLOUD_SCHEMES:
-            fetched = self._cloud.fetch(reference)
+        if parsed.kind is MediaKind.CLOUD:
+            fetched = self._cloud.fetch(parsed)
             status = MediaStatus.CACHED if fetched.from_cache else MediaStatus.DOWNLOADED
             return MediaOutcome(reference, status, fetched.path)
-        if scheme:
-            raise MediaRefused(
-                f"'{scheme}:' references are not read: only Label Studio paths, http(s) links and "
-                f"{', '.join(s + '://' for s in CLOUD_SCHEMES)} objects"
-            )
-        if parts.path.startswith((UPLOAD_PREFIX, LOCAL_FILES_PATH)):
-            return self._label_studio_path(reference, parts.path, parts.query, full_url=None)
-        return self._plain_path(reference)
+        if parsed.kind in (MediaKind.UPLOAD, MediaKind.LOCAL_FILES):
+            return self._label_studio_route(parsed, full_url=None)
+        if parsed.kind is MediaKind.PATH:
+            return self._plain_path(reference)
+        if parsed.kind is MediaKind.MALFORMED:
+            raise MediaRefused("a URL whose host cannot be parsed")
+        raise MediaRefused(
+            f"'{parsed.scheme}:' references are not read: only Label Studio paths, http(s) links and "
+            f"{', '.join(s + '://' for s in CLOUD_SCHEMES)} objects"
+        )
 
-    def _label_studio_path(self, reference: str, path: str, query: str, full_url: str | None) -> MediaOutcome:
-        if path.startswith(UPLOAD_PREFIX):
-            return self._upload(reference, unquote(path[len(UPLOAD_PREFIX):]), full_url)
-        if path.rstrip("/") == LOCAL_FILES_PATH:
-            return self._local_file(reference, query, full_url)
-        return self._download(reference, full_url or reference)
+    def _is_label_studio_url(self, parsed: MediaReference) -> bool:
+        """Whether a full URL is the instance's own: its origin, with the route at the root or under the
+        path of LABEL_STUDIO_URL (an instance served under a sub-path)."""
+        return (self.label_studio is not None and parsed.mount in ("", self._label_studio_mount)
+                and _same_origin(parsed.text, self.label_studio.origin))
+
+    def _label_studio_route(self, parsed: MediaReference, full_url: str | None) -> MediaOutcome:
+        if parsed.route is MediaKind.UPLOAD:
+            return self._upload(parsed.text, parsed.path, full_url)
+        return self._local_file(parsed.text, parsed.path, full_url)
 
     def _upload(self, reference: str, relative: str, full_url: str | None) -> MediaOutcome:
         if not relative or any(segment in ("", ".") for segment in _path_segments(relative)):
@@ -286,10 +291,7 @@ class MediaResolver:
             )
         return self._download(reference, full_url or self.label_studio.url + reference, immutable=True)
 
-    def _local_file(self, reference: str, query: str, full_url: str | None) -> MediaOutcome:
-        # Read like Label Studio's view reads `request.GET["d"]`: decoded once, the last value wins.
-        values = parse_qs(query, keep_blank_values=True).get("d")
-        relative = values[-1] if values else ""
+    def _local_file(self, reference: str, relative: str, full_url: str | None) -> MediaOutcome:
         if not relative:
             raise MediaRefused("a local-files URL that names no file (?d= is empty)")
         _refuse_traversal(relative)

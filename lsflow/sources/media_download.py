@@ -12,13 +12,14 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from lsflow import __version__
+from lsflow.core.model.media_ref import MediaReference, media_file_name
 from lsflow.sources.media_access import (
     HTTP_SCHEMES,
     AllowList,
@@ -57,14 +58,6 @@ class _Transient(Exception):
     def __init__(self, reason: str, retry_after: float | None = None):
         super().__init__(reason)
         self.retry_after = retry_after
-
-
-def file_name_of(url: str) -> str:
-    """The base name a URL's file goes by (`?d=` for Label Studio local files)."""
-    parts = urlsplit(url)
-    values = parse_qs(parts.query).get("d") if parts.path.rstrip("/").endswith("/local-files") else None
-    path = values[-1] if values else unquote(parts.path)
-    return PurePosixPath(path).name
 
 
 def _size_limit_refusal(size: int, limits: DownloadLimits) -> MediaRefused:
@@ -119,7 +112,7 @@ class HttpDownloader:
     def fetch(self, url: str, immutable: bool = False) -> Fetched:
         """`url` as a local file in the cache: reused, revalidated or downloaded."""
         self.check_allowed(url)
-        entry = self.cache.entry(url, file_name_of(url))
+        entry = self.cache.entry(url, media_file_name(url))
         record = entry.record()
         if record is not None and record.immutable:
             return Fetched(entry.file, from_cache=True)
@@ -169,6 +162,8 @@ class HttpDownloader:
             except httpx.TransportError as error:
                 raise _Transient(f"cannot download from {origin} ({type(error).__name__}: {error}): "
                                  f"check network access to {origin.host}") from None
+            except httpx.InvalidURL as error:  # control characters in task data: urlsplit drops them, httpx refuses them
+                raise MediaRefused(f"not a URL that can be requested ({error})") from None
         raise MediaRefused(f"more than {self.limits.max_redirects} redirects")
 
     def _raise_for_status(self, response: httpx.Response, origin: Origin) -> None:
@@ -225,9 +220,9 @@ class CloudDownloader:
         self.storage_options = storage_options or {}
         self._filesystems: dict[str, Any] = {}
 
-    def fetch(self, url: str) -> Fetched:
-        parts = urlsplit(url)
-        scheme, bucket, key = parts.scheme.lower(), parts.netloc, unquote(parts.path).lstrip("/")
+    def fetch(self, reference: MediaReference) -> Fetched:
+        """A CLOUD reference's object as a local file in the cache: reused if its validator is unchanged."""
+        url, scheme, bucket, key = reference.text, reference.scheme, reference.bucket, reference.path
         if not bucket or not key:
             raise MediaRefused(f"'{url}' names no bucket and object")
         if not self.allowed.allows_object(scheme, bucket, key):
@@ -251,7 +246,7 @@ class CloudDownloader:
         if size > self.limits.max_bytes:
             raise _size_limit_refusal(size, self.limits)
         validator = _object_validator(info)
-        entry = self.cache.entry(url, PurePosixPath(key).name)
+        entry = self.cache.entry(url, reference.file_name)
         record = entry.record()
         if record is not None and validator is not None and record.etag == validator:
             return Fetched(entry.file, from_cache=True)

@@ -189,3 +189,41 @@ def test_an_upload_folder_that_is_a_link_to_another_disk_is_followed(tmp_path):
     (tmp_path / "media" / "upload").symlink_to(tmp_path / "volume" / "upload", target_is_directory=True)
     outcome = MediaResolver(tmp_path / "media", cache_dir=tmp_path / "cache").resolve("/data/upload/4/b.png")
     assert outcome.status is MediaStatus.LOCAL and outcome.path.read_bytes() == b"png bytes"
+
+
+def test_a_local_file_is_found_whatever_the_other_query_parameters(document_root):
+    media = local(document_root)
+    for reference in ("/data/local-files/?x=1&d=dataset%201/a.jpg", "/data/local-files/?d=dataset+1/a.jpg&x=1"):
+        outcome = media.resolve(reference)
+        assert outcome.status is MediaStatus.LOCAL and outcome.path == document_root / "dataset 1" / "a.jpg"
+
+
+def test_a_url_whose_host_cannot_be_parsed_is_refused_not_raised(tmp_path):
+    outcome = MediaResolver(cache_dir=tmp_path).resolve("http://[::1/a.jpg")
+    assert outcome.status is MediaStatus.REFUSED and outcome.reason == "a URL whose host cannot be parsed"
+
+
+def test_full_urls_of_an_instance_under_a_sub_path_are_read_from_the_media_copy(tmp_path):
+    (tmp_path / "media" / "upload" / "4").mkdir(parents=True)
+    (tmp_path / "media" / "upload" / "4" / "b.png").write_bytes(b"png bytes")
+    media = MediaResolver(tmp_path / "media", cache_dir=tmp_path / "cache", label_studio_url="http://127.0.0.1:9/ls/",
+                          api_key="token", limits=DownloadLimits(retries=0))
+    own = media.resolve("http://127.0.0.1:9/ls/data/upload/4/b.png")
+    assert own.status is MediaStatus.LOCAL and own.path.read_bytes() == b"png bytes"
+    at_the_root = media.resolve("http://127.0.0.1:9/data/upload/4/b.png")
+    assert at_the_root.status is MediaStatus.LOCAL
+    elsewhere = media.resolve("http://127.0.0.1:9/other/data/upload/4/b.png")  # not the instance: downloaded
+    assert elsewhere.status is MediaStatus.MISSING and "cannot download from" in elsewhere.reason
+
+
+def test_the_resolver_reads_the_schemes_the_reference_parser_knows():
+    from lsflow.core.model import media_ref
+    from lsflow.sources import media_access
+
+    assert (media_ref.HTTP_SCHEMES, media_ref.CLOUD_SCHEMES) == (media_access.HTTP_SCHEMES, media_access.CLOUD_SCHEMES)
+
+
+def test_a_reference_httpx_cannot_request_is_refused_not_raised(tmp_path):
+    media = MediaResolver(cache_dir=tmp_path, label_studio_url="http://127.0.0.1:9", api_key="token")
+    outcome = media.resolve("/data/upload/1/a.jpg\n")  # urlsplit drops the newline, the download URL keeps it
+    assert outcome.status is MediaStatus.REFUSED and outcome.reason.startswith("not a URL that can be requested")

@@ -68,3 +68,10 @@ def test_an_object_over_the_size_limit_is_refused(bucket, endpoint, tmp_path):
     outcome = resolver(tmp_path, endpoint, DownloadLimits(max_bytes=10_000)).resolve(f"s3://{BUCKET}/images/huge.tif")
     assert outcome.status is MediaStatus.REFUSED and "20,000 bytes" in outcome.reason
     assert not any(p.is_file() for p in (tmp_path / "cache").rglob("*"))
+
+
+def test_a_key_is_read_as_label_studio_writes_it_with_hash_and_percent_signs_its_own(bucket, endpoint, tmp_path):
+    bucket.pipe(f"{BUCKET}/images/take#1 50%.jpg", b"take one")
+    outcome = resolver(tmp_path, endpoint).resolve(f"s3://{BUCKET}/images/take#1 50%.jpg")
+    assert outcome.status is MediaStatus.DOWNLOADED and outcome.path.read_bytes() == b"take one"
+    assert outcome.path.name == "take_1_50_.jpg"

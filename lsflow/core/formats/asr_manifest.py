@@ -21,11 +21,11 @@ import json
 import shutil
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 from lsflow.core.model.audio import AudioDurationError, audio_duration
+from lsflow.core.model.media_ref import media_file_name
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, DatasetWriter, ExportContext, Stream, TaskItem
-from lsflow.core.formats.json_min import annotator
+from lsflow.core.formats.shared.records import annotator
 from lsflow.core.model.task import Annotation, Region
 
 MANIFEST_FILE = "manifest.json"
@@ -123,7 +123,7 @@ class AsrManifestWriter(DatasetWriter):
         except AudioDurationError as error:
             self.drop(item, annotation, region, AUDIO_PROBLEM_PREFIX + str(error))
             return None
-        name = self._unique_name(_basename(reference) or local.name, item.task.id)
+        name = self._unique_name(media_file_name(reference) or local.name, item.task.id)
         shutil.copyfile(local, self.out_dir / AUDIO_DIR / name)
         self._copied[reference] = (f"{AUDIO_DIR}/{name}", duration)
         return self._copied[reference]
@@ -190,9 +190,3 @@ def _line_problem(text: str, out_dir: Path) -> str | float:
     if not isinstance(path, str) or not (out_dir / path).is_file():
         return f"audio file {path!r} is not in the dataset"
     return float(duration)
-
-
-def _basename(reference: str) -> str:
-    parsed = urlparse(reference)
-    path = parsed.query.split("d=", 1)[1] if parsed.query.startswith("d=") else parsed.path
-    return PurePosixPath(unquote(path)).name
