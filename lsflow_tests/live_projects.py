@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from lsflow.core.formats.ultralytics import split_of
+from lsflow.core.formats.shared.ultralytics import split_of
 from lsflow_tests.label_studio_server import LabelStudioServer
 from lsflow_tests.paths import IMAGE_CONFIG, SAMPLE_MEDIA
 

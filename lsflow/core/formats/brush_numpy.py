@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsflow.core.formats.brush import BrushMaskWriter
+from lsflow.core.formats.shared.masks import BrushMaskWriter
 
 
 class BrushToNumpyWriter(BrushMaskWriter):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lsflow.core.formats.brush import BrushMaskWriter
+from lsflow.core.formats.shared.masks import BrushMaskWriter
 
 
 class BrushToPngWriter(BrushMaskWriter):

@@ -28,7 +28,7 @@ import numpy as np
 import orjson
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, Stream, TaskItem
-from lsflow.core.formats.vision import (
+from lsflow.core.formats.shared.vision import (
     IMAGE_SIZE_UNKNOWN, IMAGES_READABLE, KEYPOINT_VISIBLE, PlacedKeypoint, VisionWriter, check_images_readable,
 )
 from lsflow.core.geometry.plane import clip_envelope, clip_polygon, envelope, is_inside, polygon_area

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, Stream, TaskItem
-from lsflow.core.formats.json_min import AnnotationRecord, RecordWriter, annotator, cell_value
+from lsflow.core.formats.shared.records import AnnotationRecord, RecordWriter, annotator, cell_value
 from lsflow.core.formats.json_text import compact_json
 
 HEADER_OPTION = "csv_header"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, TaskItem
-from lsflow.core.formats.conll import TextBlock, TextSpanWriter
+from lsflow.core.formats.shared.text_spans import TextBlock, TextSpanWriter
 
 CORPUS_DIR = "corpus"
 DOCS_PER_PART = 5000

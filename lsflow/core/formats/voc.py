@@ -15,7 +15,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, TaskItem, file_stem
-from lsflow.core.formats.vision import IMAGE_SIZE_UNKNOWN, VisionWriter
+from lsflow.core.formats.shared.vision import IMAGE_SIZE_UNKNOWN, VisionWriter
 from lsflow.core.geometry.plane import clip_envelope
 
 

@@ -8,12 +8,10 @@ Layout and splits: see `ultralytics.py`.
 
 from __future__ import annotations
 
-from lsflow.core.formats.base import ExportContext, TaskItem
-from lsflow.core.formats.ultralytics import UltralyticsWriter, box_columns, coordinates_problem
-from lsflow.core.geometry.plane import clip_envelope
+from lsflow.core.formats.base import ExportContext
+from lsflow.core.formats.shared.ultralytics import UltralyticsWriter, coordinates_problem, detection_row
 
 BOX_VALUES = 4
-ELSEWHERE = {"keypoint": "YOLO_POSE", "mask": "the BRUSH_* formats and COCO"}
 
 
 class YoloWriter(UltralyticsWriter):
@@ -21,17 +19,10 @@ class YoloWriter(UltralyticsWriter):
     description = "YOLO detection labels: one normalized box row per object, Ultralytics split layout"
     task = "detect"
 
-    def rows(self, item: TaskItem) -> list[str]:
-        rows = []
-        for annotation, shape, class_id, label in self.labelled_shapes(item, {"box", "polygon"}, ELSEWHERE):
-            width, height = shape.image.width, shape.image.height
-            box = clip_envelope(shape.envelope, width, height)
-            if box is None:
-                self.drop(item, annotation, shape.region, "no area inside the image")
-                continue
-            rows.append(box_columns(class_id, box, width, height) + "\n")
-            self.report.wrote(label, clipped=box != shape.envelope)
-        return rows
+    kinds = frozenset({"box", "polygon"})
+    elsewhere = {"keypoint": "YOLO_POSE", "mask": "the BRUSH_* formats and COCO"}
+
+    row = staticmethod(detection_row)
 
     @classmethod
     def values_problem(cls, values: list[float], context: ExportContext) -> str | None:

@@ -9,12 +9,14 @@ Polygons belong to YOLO_SEG, keypoints to YOLO_POSE, masks to the BRUSH_* format
 
 from __future__ import annotations
 
-from lsflow.core.formats.base import ExportContext, TaskItem
-from lsflow.core.formats.ultralytics import UltralyticsWriter, coordinates_problem, normalized
+from lsflow.core.formats.base import ExportContext
+from lsflow.core.formats.shared.ultralytics import (
+    NO_AREA, LabelRow, UltralyticsWriter, coordinates_problem, normalized,
+)
 from lsflow.core.geometry.plane import clip_envelope
+from lsflow.core.geometry.shapes import Shape
 
 CORNER_VALUES = 8
-_ELSEWHERE = {"polygon": "YOLO_SEG", "keypoint": "YOLO_POSE", "mask": "the BRUSH_* formats and COCO"}
 
 
 class YoloObbWriter(UltralyticsWriter):
@@ -22,17 +24,16 @@ class YoloObbWriter(UltralyticsWriter):
     description = "YOLO oriented boxes: the four normalized corners of each (rotated) rectangle"
     task = "obb"
 
-    def rows(self, item: TaskItem) -> list[str]:
-        rows = []
-        for annotation, shape, class_id, label in self.labelled_shapes(item, {"box"}, _ELSEWHERE):
-            width, height = shape.image.width, shape.image.height
-            if clip_envelope(shape.envelope, width, height) is None:
-                self.drop(item, annotation, shape.region, "no area inside the image")
-                continue
-            corners = [(min(max(x, 0.0), width), min(max(y, 0.0), height)) for x, y in shape.points]
-            rows.append(f"{class_id} {normalized(corners, width, height)}\n")
-            self.report.wrote(label, clipped=corners != list(shape.points))
-        return rows
+    kinds = frozenset({"box"})
+    elsewhere = {"polygon": "YOLO_SEG", "keypoint": "YOLO_POSE", "mask": "the BRUSH_* formats and COCO"}
+
+    @staticmethod
+    def row(shape: Shape, class_id: int) -> LabelRow | str:
+        width, height = shape.image.width, shape.image.height
+        if clip_envelope(shape.envelope, width, height) is None:
+            return NO_AREA
+        corners = [(min(max(x, 0.0), width), min(max(y, 0.0), height)) for x, y in shape.points]
+        return LabelRow(f"{class_id} {normalized(corners, width, height)}\n", corners != list(shape.points))
 
     @classmethod
     def values_problem(cls, values: list[float], context: ExportContext) -> str | None:

@@ -12,13 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from lsflow.core.formats.base import ExportContext, TaskItem
-from lsflow.core.formats.ultralytics import UltralyticsWriter, box_columns, coordinates_problem
-from lsflow.core.geometry.plane import clip_envelope
-from lsflow.core.model.task import ImageSize
+from lsflow.core.formats.shared.ultralytics import UltralyticsWriter, coordinates_problem, detection_row
+from lsflow.core.geometry.shapes import Shape
+from lsflow.core.model.task import Annotation
 
 BOX_VALUES = 4
 VISIBILITIES = (0.0, 1.0, 2.0)
-_ELSEWHERE = {"polygon": "YOLO_SEG", "mask": "the BRUSH_* formats and COCO"}
 
 
 class YoloPoseWriter(UltralyticsWriter):
@@ -27,26 +26,15 @@ class YoloPoseWriter(UltralyticsWriter):
     task = "pose"
     control_tags = frozenset({"keypointlabels", "keypoint"})
 
+    kinds = frozenset({"box"})
+    # Keypoints have no entry: they are put aside, to join the rectangle they belong to.
+    elsewhere = {"polygon": "YOLO_SEG", "mask": "the BRUSH_* formats and COCO"}
+    row = staticmethod(detection_row)  # a detection row, the keypoints' columns added before its newline
+
     def rows(self, item: TaskItem) -> list[str]:
-        boxes: list[tuple[tuple[Any, Any], str, ImageSize]] = []  # (annotation, region id), box columns, image
-        keypoints = []
-        for annotation, shape in self.shapes(item):
-            if shape.kind == "keypoint":
-                keypoints.append((annotation, shape))
-                continue
-            if shape.kind != "box":
-                self.belongs_elsewhere(item, annotation, shape, _ELSEWHERE[shape.kind])
-                continue
-            found = self.class_id(item, annotation, shape.region)
-            if found is None:
-                continue
-            width, height = shape.image.width, shape.image.height
-            box = clip_envelope(shape.envelope, width, height)
-            if box is None:
-                self.drop(item, annotation, shape.region, "no area inside the image")
-                continue
-            boxes.append(((annotation.id, shape.region.id), box_columns(found[0], box, width, height), shape.image))
-            self.report.wrote(found[1], clipped=box != shape.envelope)
+        keypoints: list[tuple[Annotation, Shape]] = []
+        boxes = [((annotation.id, shape.region.id), row.text[:-1], shape.image)
+                 for annotation, shape, row in self.labelled_rows(item, aside=keypoints)]
         parents = {key for key, _, _ in boxes if key[1] is not None}
         groups = self.group_keypoints(item, keypoints, parents)
         rows = []

@@ -9,10 +9,12 @@ brush masks to the BRUSH_* formats and COCO; both are dropped here.
 
 from __future__ import annotations
 
-from lsflow.core.formats.base import ExportContext, TaskItem
-from lsflow.core.formats.yolo import ELSEWHERE
-from lsflow.core.formats.ultralytics import UltralyticsWriter, coordinates_problem, normalized
+from lsflow.core.formats.base import ExportContext
+from lsflow.core.formats.shared.ultralytics import (
+    NO_AREA, LabelRow, UltralyticsWriter, coordinates_problem, normalized,
+)
 from lsflow.core.geometry.plane import clip_polygon, is_inside, polygon_area
+from lsflow.core.geometry.shapes import Shape
 
 MIN_VERTICES = 3
 
@@ -22,18 +24,17 @@ class YoloSegWriter(UltralyticsWriter):
     description = "YOLO segmentation labels: one normalized polygon row per object"
     task = "segment"
 
-    def rows(self, item: TaskItem) -> list[str]:
-        rows = []
-        for annotation, shape, class_id, label in self.labelled_shapes(item, {"box", "polygon"}, ELSEWHERE):
-            width, height = shape.image.width, shape.image.height
-            inside = is_inside(shape.points, width, height)
-            outline = list(shape.points) if inside else clip_polygon(shape.points, width, height)
-            if len(outline) < MIN_VERTICES or polygon_area(outline) <= 0:
-                self.drop(item, annotation, shape.region, "no area inside the image")
-                continue
-            rows.append(f"{class_id} {normalized(outline, width, height)}\n")
-            self.report.wrote(label, clipped=not inside)
-        return rows
+    kinds = frozenset({"box", "polygon"})
+    elsewhere = {"keypoint": "YOLO_POSE", "mask": "the BRUSH_* formats and COCO"}
+
+    @staticmethod
+    def row(shape: Shape, class_id: int) -> LabelRow | str:
+        width, height = shape.image.width, shape.image.height
+        inside = is_inside(shape.points, width, height)
+        outline = list(shape.points) if inside else clip_polygon(shape.points, width, height)
+        if len(outline) < MIN_VERTICES or polygon_area(outline) <= 0:
+            return NO_AREA
+        return LabelRow(f"{class_id} {normalized(outline, width, height)}\n", not inside)
 
     @classmethod
     def values_problem(cls, values: list[float], context: ExportContext) -> str | None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 from array import array
 from pathlib import PurePosixPath
-from urllib.parse import unquote, urlparse
 
 from lsflow.core.formats.base import file_stem
+from lsflow.core.model.media_ref import MediaReference, media_file_name
 
 
 class TaskFileNames:
@@ -20,7 +20,9 @@ class TaskFileNames:
         self._stems = _StemDigests()
 
     def name_for(self, task_id: int, image_ref: str | None) -> str:
-        name = _basename(image_ref) or f"task-{task_id}"  # one path component
+        name = media_file_name(image_ref)  # one path component
+        if not name:  # no reference, or one that names no file (a data: URI keeps its type's extension)
+            name = f"task-{task_id}{MediaReference.parse(image_ref).suffix if image_ref else ''}"
         stem = file_stem(name)
         if not self._stems.add(stem):
             name = PurePosixPath(name).with_stem(f"{stem}__task{task_id}").name
@@ -64,17 +66,3 @@ class _StemDigests:
                 while slots[index]:
                     index = (index + 1) & mask
                 slots[index] = digest
-
-
-def _basename(image_ref: str | None) -> str:
-    if not image_ref:
-        return ""
-    # Fast path for the common `/data/upload/<project>/<file>`: a plain path, nothing to parse or decode.
-    if image_ref[0] == "/" and image_ref[1:2] != "/" and not any(c in image_ref for c in "?#;%\t\r\n"):
-        last = image_ref.rsplit("/", 1)[1]
-        if last not in ("", "."):
-            return last
-    parsed = urlparse(image_ref)
-    # `/data/local-files/?d=dir/file.jpg` keeps the path in the query string.
-    path = parsed.query.split("d=", 1)[1] if parsed.query.startswith("d=") else parsed.path
-    return PurePosixPath(unquote(path)).name

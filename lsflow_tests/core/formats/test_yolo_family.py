@@ -9,7 +9,7 @@ import yaml
 from PIL import Image
 
 from lsflow.core.formats import writer_class
-from lsflow.core.formats.ultralytics import split_of
+from lsflow.core.formats.shared.ultralytics import split_of
 from lsflow_tests.core.formats.exporting import (
     annotation, dropped, files_mapping, keypoint, polygon, rectangle, rows, run, task,
 )

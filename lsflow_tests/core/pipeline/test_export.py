@@ -9,6 +9,7 @@ from pycocotools.coco import COCO
 
 from lsflow.core.pipeline.context import export_context
 from lsflow.core.pipeline.export import export_datasets
+from lsflow.core.pipeline.naming import TaskFileNames
 from lsflow.core.model.label_config import LabelConfig
 from lsflow.core.model.task import ExportFormatError
 from lsflow.core.model.selection import AnnotationPolicy
@@ -143,19 +144,32 @@ def test_a_failure_midway_leaves_the_previous_datasets_untouched(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["COCO", "YOLO"]
 
 
-def test_file_names_stay_unique_per_stem_over_many_tasks():
-    """Two tasks never share a file stem (YOLO and VOC name label files by it): the first keeps the
-    media basename, later ones get `__task<id>`; the expectation is a plain set of every stem."""
-    from pathlib import PurePosixPath
-
+def test_file_names_are_the_media_names_made_unique_per_stem():
+    """The first task keeps the media's own name, a later one with the same stem gets `__task<id>`
+    (YOLO and VOC name label files by the stem); a reference that names no file gives `task-<id>`."""
     from lsflow.core.pipeline.naming import TaskFileNames
 
+    names = TaskFileNames()
+    expected = [
+        (1, "/data/upload/1/3f2a-frame.jpg", "3f2a-frame.jpg"),
+        (2, "/data/upload/1/3f2a-frame.png", "3f2a-frame__task2.png"),
+        (3, "/data/local-files/?x=1&d=dir/b.jpg", "b.jpg"),
+        (4, "/data/local-files/?d=dir/a.jpg&x=1", "a.jpg"),
+        (5, "/data/local-files/?d=other%2Fa%20b.jpg", "a b.jpg"),
+        (6, "s3://bucket/deep/a.jpg", "a__task6.jpg"),
+        (7, "https://cdn.example.com/img/c.jpg?X-Amz-Signature=abc", "c.jpg"),
+        (8, None, "task-8"),
+        (9, "", "task-9"),
+        (10, "data:image/png;base64,iVBORw0KGgo=", "task-10.png"),
+    ]
+    assert [names.name_for(task_id, ref) for task_id, ref, _ in expected] == [name for _, _, name in expected]
+
+
+def test_file_stems_stay_unique_over_many_tasks():
+    names = TaskFileNames()
     refs = [f"/data/upload/1/frame_{i % 7000:05d}.{'png' if i % 3 else 'jpg'}" for i in range(20000)]
-    refs += ["/data/local-files/?d=dir/frame_00001.jpg", "s3://bucket/a/frame_00002.jpg", None, ""]
-    names, seen = TaskFileNames(), set()
-    for task_id, ref in enumerate(refs, 1):
-        expected = PurePosixPath(PurePosixPath(ref.split("d=")[-1]).name if ref else f"task-{task_id}")
-        if expected.stem in seen:
-            expected = expected.with_stem(f"{expected.stem}__task{task_id}")
-        seen.add(expected.stem)
-        assert names.name_for(task_id, ref) == expected.name
+    given = [names.name_for(task_id, ref) for task_id, ref in enumerate(refs, 1)]
+    stems = [name.rsplit(".", 1)[0] for name in given]
+    assert len(set(stems)) == len(stems)
+    assert given[:3] == ["frame_00000.jpg", "frame_00001.png", "frame_00002.png"]
+    assert given[7000] == "frame_00000__task7001.png"

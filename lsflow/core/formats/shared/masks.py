@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, TaskItem, file_stem
-from lsflow.core.formats.vision import VisionWriter, read_files_mapping
+from lsflow.core.formats.shared.vision import VisionWriter, read_files_mapping
 from lsflow.core.model.label_config import BRUSH_CONTROLS
 from lsflow.core.model.task import Annotation
 

@@ -18,14 +18,14 @@ import hashlib
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import orjson
 import yaml
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, TaskItem, file_stem
-from lsflow.core.formats.vision import IMAGES_READABLE, VisionWriter, check_images_readable, read_files_mapping
-from lsflow.core.geometry.plane import Envelope, Point
+from lsflow.core.formats.shared.vision import IMAGES_READABLE, VisionWriter, check_images_readable, read_files_mapping
+from lsflow.core.geometry.plane import Envelope, Point, clip_envelope
 from lsflow.core.model.label_config import ClassList
 from lsflow.core.model.task import Annotation
 from lsflow.core.geometry.shapes import Shape
@@ -33,6 +33,12 @@ from lsflow.core.geometry.shapes import Shape
 DATA_YAML = "data.yaml"
 # Share of tasks per split; cumulative bounds on a task id's hash in [0, 1).
 SPLITS = (("train", 0.8), ("val", 0.1), ("test", 0.1))
+NO_AREA = "no area inside the image"
+
+
+class LabelRow(NamedTuple):
+    text: str  # the row's columns (YOLO_POSE adds its keypoints' before the newline)
+    clipped: bool  # the shape was cut to the image
 
 
 def split_of(task_id: Any) -> str:
@@ -60,14 +66,25 @@ def box_columns(class_id: int, box: Envelope, width: int, height: int) -> str:
                                        (xmax - xmin) / width, (ymax - ymin) / height)
 
 
+def detection_row(shape: Shape, class_id: int) -> LabelRow | str:
+    """The box row of a box or polygon: its envelope, clipped to the image."""
+    width, height = shape.image.width, shape.image.height
+    box = clip_envelope(shape.envelope, width, height)
+    if box is None:
+        return NO_AREA
+    return LabelRow(box_columns(class_id, box, width, height) + "\n", box != shape.envelope)
+
+
 def normalized(points: list[Point] | tuple[Point, ...], width: int, height: int) -> str:
     return " ".join(f"{x / width:.6f} {y / height:.6f}" for x, y in points)
 
 
 class UltralyticsWriter(VisionWriter):
-    """Subclasses turn a task into label rows (`rows`) and say which rows are valid (`values_problem`)."""
+    """Subclasses turn a shape into a label row (`row`) and say which rows are valid (`values_problem`)."""
 
     task: ClassVar[str]  # Ultralytics task: detect | segment | obb | pose
+    kinds: ClassVar[frozenset[str]]  # the shape kinds a row holds
+    elsewhere: ClassVar[dict[str, str]]  # other shape kinds → the formats that hold them
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -88,21 +105,37 @@ class UltralyticsWriter(VisionWriter):
             (self.out_dir / "images" / split).mkdir(parents=True)
             (self.out_dir / "labels" / split).mkdir(parents=True)
 
+    @staticmethod
     @abstractmethod
+    def row(shape: Shape, class_id: int) -> LabelRow | str:
+        """The shape's label row, or why it has none (pure: the accounting is `labelled_rows`')."""
+
     def rows(self, item: TaskItem) -> list[str]:
         """The task's label rows (each ending in a newline); every region written or dropped."""
+        return [row.text for _, _, row in self.labelled_rows(item)]
 
-    def labelled_shapes(self, item: TaskItem, kinds: set[str], elsewhere: dict[str, str],
-                        ) -> Iterator[tuple[Annotation, Shape, int, str]]:
-        """Shapes of `kinds` with their class id and name. Other kinds are dropped as belonging to
-        `elsewhere[kind]`, shapes without a known class with the reason."""
+    def labelled_rows(self, item: TaskItem, aside: list[tuple[Annotation, Shape]] | None = None,
+                      ) -> Iterator[tuple[Annotation, Shape, LabelRow]]:
+        """The family's one accounting loop: each shape of `kinds` with a known class becomes a row
+        (written) or is dropped with the row function's reason; a shape of another kind is dropped as
+        belonging to `elsewhere[kind]`, or put `aside` (YOLO_POSE's keypoints) when that kind has none."""
         for annotation, shape in self.shapes(item):
-            if shape.kind not in kinds:
-                self.belongs_elsewhere(item, annotation, shape, elsewhere[shape.kind])
+            if shape.kind not in self.kinds:
+                formats = self.elsewhere.get(shape.kind)
+                if formats is None and aside is not None:
+                    aside.append((annotation, shape))
+                else:
+                    self.belongs_elsewhere(item, annotation, shape, formats)
                 continue
             found = self.class_id(item, annotation, shape.region)
-            if found is not None:
-                yield annotation, shape, found[0], found[1]
+            if found is None:
+                continue
+            row = self.row(shape, found[0])
+            if isinstance(row, str):
+                self.drop(item, annotation, shape.region, row)
+                continue
+            self.report.wrote(found[1], clipped=row.clipped)
+            yield annotation, shape, row
 
     def write(self, item: TaskItem) -> None:
         split = split_of(item.task.id)
