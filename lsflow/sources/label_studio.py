@@ -299,7 +299,7 @@ class LabelStudioSource:
             time.sleep(min(interval, self.timing.max_wait - waited))
             interval = min(interval * self.timing.poll_backoff, self.timing.max_poll_interval)
             export = self._call(f"read snapshot {export.id} of project {pid}",
-                                lambda: self.client.projects.exports.get(id=pid, export_pk=export.id))
+                                lambda snapshot=export.id: self.client.projects.exports.get(id=pid, export_pk=snapshot))
             log.debug("project %s: snapshot %s is %s", pid, export.id, export.status)
 
     def _download(self, pid: int, export_id: int, md5: str | None, path: Path) -> str:
