@@ -1,9 +1,9 @@
 """COCO and COCO_WITH_IMAGES: `result.json` + `images/`, Label Studio's layout.
 
 - image ids are Label Studio task ids, so a prediction traces back to its task;
-- category ids are class ids + 1 (option `coco_first_category_id`, default 1): COCO's own data,
-  Datumaro, torchvision's detection models and CVAT read category 0 as "no class / background".
-  `coco_first_category_id=0` keeps Label Studio's 0-based ids;
+- category ids are class ids + 1 (option `coco_first_category_id`, default 1): COCO's own data
+  starts at 1, and Datumaro, torchvision's detection models and CVAT read category 0 as "no class"
+  (background). `coco_first_category_id=0` numbers them from 0, as Label Studio does;
 - rectangles: `bbox` = the pixel-space envelope of the rotated corners, clipped to the image;
   rotated ones also get their 4-corner polygon as `segmentation`;
 - polygons (and ellipses): clipped polygon as `segmentation`, shoelace `area`;
