@@ -1,11 +1,17 @@
 # make demo: install, then materialize every asset of the embedded sample projects (no server needed).
-# make test: install (lsflow and, in its own virtualenv, Label Studio), then run every test.
+# make test: install (lsflow and, in their own virtualenvs, Label Studio and the third-party importers), then run every test.
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 PYTHON ?= python3
 VENV := .venv
 LS_VENV := .venv-ls
 LABEL_STUDIO_VERSION := 1.23.2
+# The importers lsflow_tests/importers loads COCO, VOC and YOLO with, in a virtualenv of their own
+# (neither needs torch). The stamp names the versions: changing one reinstalls.
+IMPORTERS_VENV := .venv-importers
+DATUMARO_VERSION := 1.13.12
+SUPERVISION_VERSION := 0.31.2
+IMPORTERS_STAMP := $(IMPORTERS_VENV)/.installed-datumaro-$(DATUMARO_VERSION)-supervision-$(SUPERVISION_VERSION)
 # This machine's pip configuration names index folders that may not exist; its warnings are noise.
 QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
 # Dagster's instance lives in the repository (see dagster.yaml); partitions persist between runs.
@@ -27,6 +33,14 @@ $(LS_VENV)/.installed:
 	$(LS_VENV)/bin/pip install -q label-studio==$(LABEL_STUDIO_VERSION) 2>&1 | $(QUIET_PIP)
 	touch $@
 
+$(IMPORTERS_STAMP):
+	rm -rf $(IMPORTERS_VENV)
+	$(PYTHON) -m venv $(IMPORTERS_VENV)
+	$(IMPORTERS_VENV)/bin/pip install -q --upgrade pip 2>&1 | $(QUIET_PIP)
+	$(IMPORTERS_VENV)/bin/pip install -q datumaro==$(DATUMARO_VERSION) supervision==$(SUPERVISION_VERSION) 2>&1 | $(QUIET_PIP)
+	$(IMPORTERS_VENV)/bin/python -c "import datumaro, supervision"
+	touch $@
+
 demo: install
 	$(VENV)/bin/lsflow partitions add $(SAMPLE_PROJECTS)
 	@mkdir -p .dagster
@@ -40,8 +54,9 @@ demo: install
 		echo "  normalized store: data/output/project-$$p/store/"; echo; \
 	done
 
-test: install $(LS_VENV)/.installed
-	LABEL_STUDIO_BIN=$(CURDIR)/$(LS_VENV)/bin/label-studio $(VENV)/bin/pytest
+test: install $(LS_VENV)/.installed $(IMPORTERS_STAMP)
+	LABEL_STUDIO_BIN=$(CURDIR)/$(LS_VENV)/bin/label-studio LSFLOW_IMPORTERS_PYTHON=$(CURDIR)/$(IMPORTERS_VENV)/bin/python \
+		$(VENV)/bin/pytest
 
 dev: install
 	$(VENV)/bin/dagster dev -w workspace.yaml

@@ -73,6 +73,17 @@ class ExportContext:
     options: dict[str, str] = field(default_factory=dict)
 
 
+def option_choice(context: ExportContext, name: str, choices: tuple[str, ...]) -> str:
+    """The value of writer option `name`, one of `choices` (the first when the option is not given);
+    any other value is refused with the ones it may take."""
+    value = context.options.get(name)
+    if value is None:
+        return choices[0]
+    if value.strip() not in choices:
+        raise ValueError(f"option {name}={value!r}: expected {' or '.join(choices)}")
+    return value.strip()
+
+
 @dataclass(frozen=True, slots=True)
 class Stream:
     """An aggregate file of a format that every task appends its records to, in task order."""

@@ -1,6 +1,9 @@
 """COCO and COCO_WITH_IMAGES: `result.json` + `images/`, Label Studio's layout.
 
 - image ids are Label Studio task ids, so a prediction traces back to its task;
+- category ids are class ids + 1 (option `coco_first_category_id`, default 1): COCO's own data
+  starts at 1, and Datumaro, torchvision's detection models and CVAT read category 0 as "no class"
+  (background). `coco_first_category_id=0` numbers them from 0, as Label Studio does;
 - rectangles: `bbox` = the pixel-space envelope of the rotated corners, clipped to the image;
   rotated ones also get their 4-corner polygon as `segmentation`;
 - polygons (and ellipses): clipped polygon as `segmentation`, shoelace `area`;
@@ -21,34 +24,61 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import orjson
 
-from lsflow.core.formats.base import CheckOutcome, CheckSpec, Stream, TaskItem
+from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, Stream, TaskItem, option_choice
 from lsflow.core.formats.shared.vision import (
     IMAGE_SIZE_UNKNOWN, IMAGES_READABLE, KEYPOINT_VISIBLE, PlacedKeypoint, VisionWriter, check_images_readable,
 )
 from lsflow.core.geometry.plane import clip_envelope, clip_polygon, envelope, is_inside, polygon_area
-from lsflow.core.model.task import Annotation
 from lsflow.core.geometry.rle import coco_rle
 from lsflow.core.geometry.shapes import Shape
+from lsflow.core.model.label_config import ClassList
+from lsflow.core.model.task import Annotation
 
 COCO_LOADS = CheckSpec(
     "coco_loads", "the file loads in pycocotools, every box lies inside its image and every mask has its image's size"
 )
+COCO_CATEGORY_IDS = CheckSpec(
+    "coco_category_ids", "categories are the label config's classes numbered from coco_first_category_id (1 by "
+                         "default: 0 means no class to Datumaro, torchvision and CVAT), and every annotation's "
+                         "category is listed"
+)
+FIRST_CATEGORY_OPTION = "coco_first_category_id"
+FIRST_CATEGORY_IDS = ("1", "0")  # the default first
+
+
+def first_category_id(context: ExportContext) -> int:
+    """The category id of class 0: 1 (COCO's convention), or 0 as Label Studio numbers them."""
+    return int(option_choice(context, FIRST_CATEGORY_OPTION, FIRST_CATEGORY_IDS))
+
+
+def keypoint_category_id(classes: ClassList, first: int) -> int:
+    """Keypoints without a parent object form one extra category, after the classes."""
+    return max((class_id for class_id, _ in classes.names_by_id), default=-1) + 1 + first
 
 
 class CocoWriter(VisionWriter):
     name = "COCO"
     description = "COCO JSON: boxes, polygons, keypoints and brush masks (RLE) in pixels"
     result_file: ClassVar[str] = "result.json"
-    checks = (COCO_LOADS,)
+    checks = (COCO_LOADS, COCO_CATEGORY_IDS)
+    option_help = {
+        FIRST_CATEGORY_OPTION: "the category id of class 0: 1 (default; COCO's, Datumaro's, torchvision's and "
+                               "CVAT's convention, 0 meaning no class) or 0 (Label Studio's ids)",
+    }
 
     streams = {**VisionWriter.streams, "images": Stream(".images.part", temporary=True),
                "annotations": Stream(".annotations.part", temporary=True)}
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.first_category_id = first_category_id(self.context)
 
     def prepare(self) -> None:
         (self.out_dir / "images").mkdir()
@@ -98,7 +128,7 @@ class CocoWriter(VisionWriter):
         found = self.class_id(item, annotation, shape.region)
         if found is None:
             return None
-        category_id, label = found
+        category_id, label = found[0] + self.first_category_id, found[1]
         width, height = shape.image.width, shape.image.height
         if shape.kind == "box" and shape.rotation % 360 == 0:
             xmin, ymin, xmax, ymax = shape.envelope
@@ -146,7 +176,8 @@ class CocoWriter(VisionWriter):
             return None
         bbox = [int(columns[0]), int(rows[0]), int(columns[-1] + 1 - columns[0]), int(rows[-1] + 1 - rows[0])]
         self.report.wrote(found[1])
-        return self._object(item, annotation, shape, found[0], coco_rle(painted), bbox, int(painted.sum()))
+        return self._object(item, annotation, shape, found[0] + self.first_category_id, coco_rle(painted), bbox,
+                            int(painted.sum()))
 
     def _object(self, item: TaskItem, annotation: Annotation, shape: Shape, category_id: int,
                 segmentation: Any, bbox: list, area: float) -> dict:
@@ -187,7 +218,7 @@ class CocoWriter(VisionWriter):
     @property
     def _keypoint_category_id(self) -> int:
         """Keypoints without a parent box belong to one extra category after the classes."""
-        return max((class_id for class_id, _ in self.context.classes.names_by_id), default=-1) + 1
+        return keypoint_category_id(self.context.classes, self.first_category_id)
 
     def close(self) -> None:
         images, annotations = self.out_dir / ".images.part", self.out_dir / ".annotations.part"
@@ -202,7 +233,8 @@ class CocoWriter(VisionWriter):
             out.write(b'],"info":' + orjson.dumps(self._info()) + b"}")
 
     def _categories(self, keypoint_category_used: bool) -> list[dict]:
-        categories = [{"id": class_id, "name": name} for class_id, name in self.context.classes.names_by_id]
+        categories = [{"id": class_id + self.first_category_id, "name": name}
+                      for class_id, name in self.context.classes.names_by_id]
         if keypoint_category_used:
             categories.append({"id": self._keypoint_category_id, "name": "keypoints"})
         if self.context.keypoint_names:
@@ -222,20 +254,27 @@ class CocoWriter(VisionWriter):
 
     @classmethod
     def check(cls, out_dir: Path, context: Any) -> list[CheckOutcome]:
-        outcomes = [cls._check_loads(out_dir)]
+        loaded, document = cls._check_loads(out_dir)
+        outcomes = [loaded]
+        if document is None:
+            outcomes.append(CheckOutcome(COCO_CATEGORY_IDS.name, False, [f"{cls.result_file} does not load"]))
+        else:
+            outcomes.append(_check_category_ids(document, context))
         if cls.copies_images:
             outcomes.append(check_images_readable(out_dir))
         return outcomes
 
     @classmethod
-    def _check_loads(cls, out_dir: Path) -> CheckOutcome:
+    def _check_loads(cls, out_dir: Path) -> tuple[CheckOutcome, dict | None]:
+        """The `coco_loads` outcome, and the loaded document (None when it does not load)."""
         from pycocotools.coco import COCO  # imported here: loading it costs ~0.3 s at start-up
 
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
                 coco = COCO(str(out_dir / cls.result_file))
         except Exception as error:  # pycocotools raises bare AssertionError/KeyError on bad files
-            return CheckOutcome(COCO_LOADS.name, False, [f"pycocotools cannot load {cls.result_file}: {error!r}"])
+            return CheckOutcome(COCO_LOADS.name, False,
+                                [f"pycocotools cannot load {cls.result_file}: {error!r}"]), None
         problems, masks = [], 0
         for annotation in coco.dataset["annotations"]:
             image = coco.imgs.get(annotation["image_id"])
@@ -260,7 +299,7 @@ class CocoWriter(VisionWriter):
                                     f"[{image['height']}, {image['width']}]")
         return CheckOutcome(COCO_LOADS.name, not problems, problems[:20], {
             "images": len(coco.imgs), "annotations": len(coco.anns), "categories": len(coco.cats), "masks": masks,
-        })
+        }), coco.dataset
 
 
 class CocoWithImagesWriter(CocoWriter):
@@ -269,7 +308,43 @@ class CocoWithImagesWriter(CocoWriter):
     copies_images = True
     reads_media = True
     per_task = False  # the copies come from the media, which can change without the task
-    checks = (COCO_LOADS, IMAGES_READABLE)
+    checks = (COCO_LOADS, COCO_CATEGORY_IDS, IMAGES_READABLE)
+
+
+def _check_category_ids(document: dict, context: ExportContext) -> CheckOutcome:
+    """Categories are the classes at their ids + the first id (plus the keypoint category, if used);
+    none is numbered below the first id, and every annotation names a listed category."""
+    first = first_category_id(context)
+    expected = {class_id + first: name for class_id, name in context.classes.names_by_id}
+    keypoints_id = keypoint_category_id(context.classes, first)
+    problems = []
+    listed = {}
+    for category in document.get("categories", []):
+        category_id, name = category.get("id"), category.get("name")
+        listed[category_id] = name
+        if not isinstance(category_id, int) or isinstance(category_id, bool):
+            problems.append(f"category {category_id!r} ('{name}'): the id is not an integer")
+        elif category_id < first:
+            problems.append(f"category {category_id} ('{name}') is below {FIRST_CATEGORY_OPTION}={first}"
+                            + (": Datumaro, torchvision and CVAT read category 0 as no class" if category_id == 0
+                               else ""))
+        elif category_id == keypoints_id and name == "keypoints":
+            continue
+        elif expected.get(category_id) != name:
+            wanted = f"'{expected[category_id]}'" if category_id in expected else "no class"
+            problems.append(f"category {category_id} is '{name}'; with {FIRST_CATEGORY_OPTION}={first} "
+                            f"it is {wanted}")
+    problems += [f"class '{name}' (category {category_id}) is not listed"
+                 for category_id, name in expected.items() if category_id not in listed]
+    unlisted = Counter(a.get("category_id") for a in document.get("annotations", [])
+                       if a.get("category_id") not in listed)
+    problems += [f"{count} annotations have category {category_id!r}, which is not listed"
+                 for category_id, count in sorted(unlisted.items(), key=str)]
+    return CheckOutcome(COCO_CATEGORY_IDS.name, not problems, problems[:20], {
+        "first_category_id": first, "categories": len(listed),
+        "category_ids": f"{min(listed)}..{max(listed)}" if listed and all(isinstance(i, int) for i in listed)
+        else "",
+    })
 
 
 def _flat(points: list) -> list[float]:

@@ -1,9 +1,12 @@
 """Pascal VOC: `Annotations/<image stem>.xml`, one file per task with a known image size.
 
-Boxes are the clipped pixel envelope of each rectangle (rotation included), in whole pixels,
-0-based like Label Studio's. VOC has no polygons: a polygon is written as its envelope box, a
-documented choice that keeps detection datasets complete; keypoints and masks are dropped.
-`truncated` is 1 when the box was clipped at the image edge.
+Boxes are the clipped pixel envelope of each rectangle (rotation included), in whole pixels that
+cover it: by default as the VOC devkit numbers pixels, 1-based and inclusive (`xmin` = floor(x) + 1,
+`xmax` = ceil(x + width)), which supervision's and Ultralytics' VOC readers and Datumaro's
+`voc-one-based` mode undo. Option `voc_pixel_origin=0` writes 0-based edges (`xmin` = floor(x),
+`xmax` the same), as Label Studio does and Datumaro's default mode reads. VOC has no polygons: a
+polygon is written as its envelope box, a documented choice that keeps detection datasets complete;
+keypoints and masks are dropped. `truncated` is 1 when the box was clipped at the image edge.
 """
 
 from __future__ import annotations
@@ -14,18 +17,34 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-from lsflow.core.formats.base import CheckOutcome, CheckSpec, TaskItem, file_stem
+from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, TaskItem, file_stem, option_choice
 from lsflow.core.formats.shared.vision import IMAGE_SIZE_UNKNOWN, VisionWriter
 from lsflow.core.geometry.plane import clip_envelope
+
+PIXEL_ORIGIN_OPTION = "voc_pixel_origin"
+PIXEL_ORIGINS = ("1", "0")  # the default first
+
+
+def pixel_origin(context: ExportContext) -> int:
+    """The number of the first pixel column and row: 1 (the VOC devkit's), or 0 (Label Studio's)."""
+    return int(option_choice(context, PIXEL_ORIGIN_OPTION, PIXEL_ORIGINS))
 
 
 class VocWriter(VisionWriter):
     name = "VOC"
     description = "Pascal VOC XML: one file per image, boxes in whole pixels"
-    checks = (CheckSpec("voc_parses", "every XML parses and its boxes lie inside the image size it states"),)
+    checks = (CheckSpec("voc_parses", "every XML parses, its classes are the label config's and its boxes lie "
+                                      "inside the image size it states, numbered from voc_pixel_origin (1 by "
+                                      "default, as the VOC devkit)"),)
+    option_help = {
+        PIXEL_ORIGIN_OPTION: "1 (default): boxes in the VOC devkit's 1-based inclusive pixel numbers, "
+                             "xmin = floor(x) + 1, xmax = ceil(x + w); 0: 0-based edges as Label Studio writes, "
+                             "xmin = floor(x)",
+    }
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
+        self.origin = pixel_origin(self.context)
         self._object_starts: dict[str, str] = {}  # by class name: the same few lines, escaped once
 
     def _object_start(self, name: str) -> str:
@@ -54,7 +73,10 @@ class VocWriter(VisionWriter):
                 self.drop(item, annotation, shape.region, "no area inside the image")
                 continue
             xmin, ymin, xmax, ymax = box
-            pixels = (math.floor(xmin), math.floor(ymin), min(math.ceil(xmax), width), min(math.ceil(ymax), height))
+            # The pixels the box touches, the first numbered from `origin`. xmax is ceil(x + w) either way:
+            # 0-based, the far edge of the last pixel; 1-based, that pixel's own number.
+            pixels = (math.floor(xmin) + self.origin, math.floor(ymin) + self.origin,
+                      min(math.ceil(xmax), width), min(math.ceil(ymax), height))
             clipped = box != shape.envelope
             objects.append((found[1], clipped, pixels))
             self.report.wrote(found[1], clipped=clipped)
@@ -84,6 +106,9 @@ class VocWriter(VisionWriter):
 
     @classmethod
     def check(cls, out_dir: Path, context: Any) -> list[CheckOutcome]:
+        origin = pixel_origin(context)
+        # 1-based: the first and last pixel, inclusive (one pixel: xmin = xmax); 0-based: its edges.
+        last = 0 if origin == 1 else 1
         problems, objects, files = [], 0, 0
         for path in sorted((out_dir / "Annotations").glob("*.xml")):
             files += 1
@@ -94,13 +119,17 @@ class VocWriter(VisionWriter):
                     objects += 1
                     xmin, ymin, xmax, ymax = (int(node.findtext(f"bndbox/{k}"))
                                               for k in ("xmin", "ymin", "xmax", "ymax"))
-                    if not (0 <= xmin < xmax <= width and 0 <= ymin < ymax <= height):
-                        problems.append(f"{path.name}: box {xmin},{ymin},{xmax},{ymax} outside {width}x{height}")
+                    if not (origin <= xmin <= xmax - last and xmax <= width
+                            and origin <= ymin <= ymax - last and ymax <= height):
+                        problems.append(f"{path.name}: box {xmin},{ymin},{xmax},{ymax} is not a box inside "
+                                        f"{width}x{height} with pixels numbered from {origin} "
+                                        f"({PIXEL_ORIGIN_OPTION}={origin})")
                     if node.findtext("name") not in context.classes:
                         problems.append(f"{path.name}: class '{node.findtext('name')}' is not in the label config")
             except (ElementTree.ParseError, TypeError, ValueError) as error:
                 problems.append(f"{path.name}: {error}")
-        return [CheckOutcome("voc_parses", not problems, problems[:20], {"files": files, "objects": objects})]
+        return [CheckOutcome("voc_parses", not problems, problems[:20],
+                             {"files": files, "objects": objects, "pixel_origin": origin})]
 
 
 def _text_element(indent: str, tag: str, text: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from lsflow.core.pipeline.build import FormatResult
@@ -57,8 +58,10 @@ def task(task_id, annotations, image=None):
 
 
 def run(tmp_path: Path, tasks: list[dict] | Path, formats: list[str], config: str | Path = IMAGE_CONFIG,
-        media_root: Path | None = None, policy: str = "all") -> dict[str, FormatResult]:
-    """Export `tasks` (task dicts, or an export file) with lsflow's pipeline into `tmp_path/out`."""
+        media_root: Path | None = None, policy: str = "all",
+        options: dict[str, str] | None = None) -> dict[str, FormatResult]:
+    """Export `tasks` (task dicts, or an export file) with lsflow's pipeline into `tmp_path/out`,
+    with the writer `options` given (`{"voc_pixel_origin": "0"}`)."""
     if isinstance(tasks, Path):
         export_file = tasks
     else:
@@ -68,6 +71,7 @@ def run(tmp_path: Path, tasks: list[dict] | Path, formats: list[str], config: st
     label_config = LabelConfig.from_file(config) if isinstance(config, Path) else LabelConfig.parse(config)
     with MediaResolver(media_root, cache_dir=tmp_path / "media-cache") as media:
         context = export_context(label_config, lambda: iter_export_tasks(export_file), "1", media)
+        context = replace(context, options=options or {})
         return export_datasets(iter_export_tasks(export_file), formats, tmp_path / "out", context,
                                AnnotationPolicy.parse(policy))
 

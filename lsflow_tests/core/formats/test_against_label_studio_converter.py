@@ -165,6 +165,25 @@ def test_coco_boxes_polygons_and_keypoints_equal_the_sdk(tmp_path):
     assert mine["keypoints"]["num_keypoints"] == theirs["keypoints"]["num_keypoints"] == 2
 
 
+def test_coco_category_ids_are_the_sdks_plus_1_unless_label_studio_numbering_is_asked_for(tmp_path):
+    """Deliberate difference: Label Studio numbers COCO categories from 0, which Datumaro, torchvision's
+    detection models and CVAT read as "no class"; lsflow numbers them from 1. `coco_first_category_id=0`
+    gives Label Studio's ids (the sample's classes are in sorted order, so the SDK's order is the config's)."""
+    sdk = json.loads((sdk_convert(tmp_path, IMAGE_CONFIG, IMAGE_EXPORT, "COCO") / "result.json").read_text())
+    classes = ("Car", "Person", "Road")
+    theirs = {c["name"]: c["id"] for c in sdk["categories"] if c["name"] in classes}
+    assert sorted(theirs.values()) == [0, 1, 2]
+    for options, shift in (({}, 1), ({"coco_first_category_id": "0"}, 0)):
+        result = run(tmp_path / str(shift), IMAGE_EXPORT, ["COCO"], options=options)["COCO"]
+        ours = json.loads((result.path / "result.json").read_text())
+        assert {c["name"]: c["id"] for c in ours["categories"] if c["name"] in classes} == {
+            name: category_id + shift for name, category_id in theirs.items()}
+        # The classes the boxes carry are the same in both (the SDK's and lsflow's names of their ids).
+        sdk_names, our_names = ({c["id"]: c["name"] for c in d["categories"]} for d in (sdk, ours))
+        assert {our_names[a["category_id"]] for a in ours["annotations"]} & set(classes) == \
+            {sdk_names[a["category_id"]] for a in sdk["annotations"]} & set(classes)
+
+
 def sample_config_without_keypoints(tmp_path: Path) -> Path:
     """The sample config minus its KeyPointLabels: with keypoints in the config the SDK's YOLO export
     writes pose rows instead of boxes."""

@@ -4,6 +4,7 @@ import contextlib
 import io
 import json
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -124,7 +125,8 @@ def test_coco_check_catches_masks_of_the_wrong_size_and_boxes_outside_the_image(
     box = next(a for a in document["annotations"] if a["label_studio"]["region"] == "r001xbbbb")
     box["bbox"][0] = 630.0
     path.write_text(json.dumps(document))
-    (outcome,) = writer_class("COCO").check(result.path, _context())
+    outcome, categories = writer_class("COCO").check(result.path, _context())
+    assert categories.passed  # a wrong box or mask size is not the category check's business
     assert not outcome.passed
     assert any("mask size [120, 160] is not the image's [240, 320]" in p for p in outcome.problems)
     assert any("is not inside the 640x480 image" in p for p in outcome.problems)
@@ -144,3 +146,75 @@ def test_whether_keypoints_added_their_category_is_read_right_across_chunks(tmp_
         (tmp_path / "records").write_bytes(data)
         for chunk_size in (1, 2, 5, 1 << 20):
             assert _contains(tmp_path / "records", marker, chunk_size) == (marker in data)
+
+
+CATEGORY_CONFIG = """<View><Image name="image" value="$image"/>
+  <RectangleLabels name="label" toName="image">
+    <Label value="Car"/><Label value="Person"/><Label value="Bus" category="3"/>
+  </RectangleLabels>
+  <KeyPointLabels name="joints" toName="image"><Label value="nose"/></KeyPointLabels>
+</View>"""
+# Class ids from the config: Car 0, Person 1, Bus 3 (its `category`); id 2 is free.
+CLASS_IDS = {"Car": 0, "Person": 1, "Bus": 3}
+
+
+def category_tasks():
+    return [task(1, [annotation(10, [rectangle("c", 0, 0, 10, 10, label="Car"),
+                                      rectangle("p", 20, 20, 10, 10, label="Person"),
+                                      rectangle("b", 40, 40, 10, 10, label="Bus"),
+                                      keypoint("n", 70, 70, "nose")])])]
+
+
+@pytest.mark.parametrize("name, file_name", [("COCO", "result.json"), ("BRUSH_TO_COCO", "result_coco.json")])
+@pytest.mark.parametrize("first, options", [(1, {}), (1, {"coco_first_category_id": "1"}),
+                                            (0, {"coco_first_category_id": "0"})])
+def test_category_ids_start_at_1_unless_label_studios_0_is_asked_for(tmp_path, name, file_name, first, options):
+    result = run(tmp_path, category_tasks(), [name], config=CATEGORY_CONFIG, options=options)[name]
+    document = json.loads((result.path / file_name).read_text())
+    keypoints_id = max(CLASS_IDS.values()) + 1 + first
+    assert {c["id"]: c["name"] for c in document["categories"]} == {
+        **{class_id + first: label for label, class_id in CLASS_IDS.items()}, keypoints_id: "keypoints"}
+    by_region = {a["label_studio"]["region"]: a["category_id"] for a in document["annotations"] if a["bbox"][2]}
+    assert by_region == {"c": CLASS_IDS["Car"] + first, "p": CLASS_IDS["Person"] + first,
+                         "b": CLASS_IDS["Bus"] + first}
+    (loose,) = [a for a in document["annotations"] if a["label_studio"]["region"] is None]
+    assert loose["category_id"] == keypoints_id
+    context = replace(export_context(LabelConfig.parse(CATEGORY_CONFIG), list), options=options)
+    loads, categories = writer_class(name).check(result.path, context)
+    assert loads.passed and categories.passed, categories.problems
+    assert categories.metadata["first_category_id"] == first
+
+
+def test_coco_with_images_numbers_its_categories_from_1_too(tmp_path):
+    result = run(tmp_path, IMAGE_EXPORT, ["COCO_WITH_IMAGES"], media_root=SAMPLE_MEDIA)["COCO_WITH_IMAGES"]
+    coco = load(result)
+    names = LabelConfig.from_file(IMAGE_CONFIG).classes().names_by_id
+    assert [(c["id"], c["name"]) for c in coco.dataset["categories"]][:len(names)] == [
+        (class_id + 1, label) for class_id, label in names]
+    outcomes = writer_class("COCO_WITH_IMAGES").check(result.path, _context())
+    assert [o.name for o in outcomes] == ["coco_loads", "coco_category_ids", "images_readable"]
+    assert all(o.passed for o in outcomes)
+
+
+def test_the_category_check_refuses_ids_that_are_not_the_convention_asked_for(tmp_path):
+    result = run(tmp_path, category_tasks(), ["COCO"], config=CATEGORY_CONFIG,
+                 options={"coco_first_category_id": "0"})["COCO"]
+    config = LabelConfig.parse(CATEGORY_CONFIG)
+    _, categories = writer_class("COCO").check(result.path, export_context(config, list))  # 1 expected
+    assert not categories.passed
+    assert categories.problems[0] == ("category 0 ('Car') is below coco_first_category_id=1: Datumaro, "
+                                      "torchvision and CVAT read category 0 as no class")
+    assert "category 1 is 'Person'; with coco_first_category_id=1 it is 'Car'" in categories.problems
+    # An annotation pointing at a category the file does not list is caught as well.
+    path = result.path / "result.json"
+    document = json.loads(path.read_text())
+    document["annotations"][0]["category_id"] = 9
+    path.write_text(json.dumps(document))
+    zero = replace(export_context(config, list), options={"coco_first_category_id": "0"})
+    _, categories = writer_class("COCO").check(result.path, zero)
+    assert categories.problems == ["1 annotations have category 9, which is not listed"]
+
+
+def test_an_unknown_first_category_id_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"option coco_first_category_id='2': expected 1 or 0"):
+        run(tmp_path, category_tasks(), ["COCO"], config=CATEGORY_CONFIG, options={"coco_first_category_id": "2"})

@@ -60,7 +60,8 @@ def test_rotated_rectangle_is_the_envelope_of_its_pixel_corners_in_every_format(
     expected_row = [0, (xmin + xmax) / 2 / 640, (ymin + ymax) / 2 / 480, (xmax - xmin) / 640, (ymax - ymin) / 480]
     assert any(row == pytest.approx(expected_row, abs=1e-6) for row in yolo_rows(results, "3f2a1b9c-street"))
 
-    assert ("Car", [232, 288, math.ceil(xmax), math.ceil(ymax)]) in voc_boxes(results, "3f2a1b9c-street")
+    # VOC numbers pixels from 1 (the devkit's): the envelope's first pixel, 0-based 232, is 233.
+    assert ("Car", [232 + 1, 288 + 1, math.ceil(xmax), math.ceil(ymax)]) in voc_boxes(results, "3f2a1b9c-street")
 
 
 def test_box_crossing_the_image_edge_is_clipped_and_counted(tmp_path):
@@ -71,7 +72,7 @@ def test_box_crossing_the_image_edge_is_clipped_and_counted(tmp_path):
     assert [1, 608 / 640, 314 / 480, 64 / 640, 100 / 480] in [
         pytest.approx(row, abs=1e-6) for row in yolo_rows(results, "3f2a1b9c-street")
     ]
-    assert ("Person", [576, 264, 640, 364]) in voc_boxes(results, "3f2a1b9c-street")
+    assert ("Person", [576 + 1, 264 + 1, 640, 364]) in voc_boxes(results, "3f2a1b9c-street")  # 1-based pixels
     for name in ("COCO", "YOLO", "VOC"):
         assert results[name].report["regions_clipped"] >= 1
 
