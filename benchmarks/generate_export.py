@@ -17,7 +17,7 @@ import json
 import math
 import random
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 PROJECT_ID = 1
@@ -25,7 +25,7 @@ IMAGE_SIZES = ((1920, 1080), (1280, 720), (640, 480), (4032, 3024), (1024, 768))
 BOX_LABELS = ("Car", "Person", "Bicycle", "Truck", "Traffic light")
 POLYGON_LABELS = ("Road", "Sidewalk", "Building")
 ANNOTATORS = (1, 2, 3, 4, 5, 6)
-START = datetime(2025, 6, 2, 8, 0, tzinfo=timezone.utc)
+START = datetime(2025, 6, 2, 8, 0, tzinfo=UTC)
 ID_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 
 LABEL_CONFIG = f"""<View>

@@ -56,12 +56,12 @@ sys.path.insert(0, str(REPO_ROOT))
 from generate_export import IMAGE_SIZES, START, annotation, region  # noqa: E402
 
 from lsflow.core.incremental.changes import WATERMARK_OVERLAP  # noqa: E402
-from lsflow.project.layout import ProjectLayout  # noqa: E402
-from lsflow.sources.export_file import iter_export_tasks  # noqa: E402
-from lsflow.sources.label_studio import LabelStudioSource, Timing  # noqa: E402
 from lsflow.project.datasets import build_datasets  # noqa: E402
+from lsflow.project.layout import ProjectLayout  # noqa: E402
 from lsflow.project.snapshot import take_project_snapshot  # noqa: E402
 from lsflow.project.store import update_store  # noqa: E402
+from lsflow.sources.export_file import iter_export_tasks  # noqa: E402
+from lsflow.sources.label_studio import LabelStudioSource, Timing  # noqa: E402
 from lsflow_tests.label_studio_server import LabelStudioServer, label_studio_binary  # noqa: E402
 
 CONFIG = REPO_ROOT / "data" / "sample" / "projects" / "1" / "label_config.xml"

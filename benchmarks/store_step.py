@@ -17,10 +17,10 @@ import sys
 import time
 from pathlib import Path
 
+from lsflow.core.incremental.store import iter_store_tasks, write_store
+from lsflow.core.model.label_config import LabelConfig
 from lsflow.core.pipeline.context import export_context
 from lsflow.core.pipeline.export import export_datasets
-from lsflow.core.model.label_config import LabelConfig
-from lsflow.core.incremental.store import iter_store_tasks, write_store
 from lsflow.sources.export_file import iter_export_tasks
 
 BENCHMARKS = Path(__file__).resolve().parent

@@ -266,8 +266,8 @@ def partitions_add(project_ids: tuple[str, ...]) -> None:
     """Register projects as partitions; without ids, every project the configured source knows."""
     import dagster as dg
 
-    from lsflow.defs.resources import task_source_from_environment
     from lsflow.defs.partitions import register_projects
+    from lsflow.defs.resources import task_source_from_environment
 
     ids = list(project_ids)
     if not ids:

@@ -16,7 +16,12 @@ from lsflow.core.model.selection import AnnotationPolicy
 from lsflow.sources.base import TaskSource
 from lsflow.sources.export_file import ExportFileSource
 from lsflow.sources.label_studio import (
-    AnnotationFilter, LabelStudioSource, Serialization, SnapshotOptions, TaskFilter, Timing,
+    AnnotationFilter,
+    LabelStudioSource,
+    Serialization,
+    SnapshotOptions,
+    TaskFilter,
+    Timing,
 )
 from lsflow.sources.media import MediaResolver
 from lsflow.sources.media_download import DownloadLimits

@@ -12,8 +12,8 @@ import os
 import dagster as dg
 
 from lsflow.defs.assets import FULL_EXPORT_TAG
-from lsflow.defs.partitions import project_partitions
 from lsflow.defs.jobs import export_project
+from lsflow.defs.partitions import project_partitions
 
 FULL_EXPORT_CRON_ENV = "LSFLOW_FULL_EXPORT_CRON"
 

@@ -17,8 +17,8 @@ import numpy as np
 import orjson
 
 from lsflow.core.incremental.changes import changed_after
-from lsflow.core.model.task import ExportFormatError, Task
 from lsflow.core.model.entries import TaskEntry, entry_of, entry_of_json
+from lsflow.core.model.task import ExportFormatError, Task
 from lsflow.sources.base import EXPORT_FILE, LABEL_CONFIG_FILE, ProjectInfo, Snapshot
 
 _COPY_CHUNK = 1 << 20

@@ -25,8 +25,7 @@ from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
 from lsflow.core.incremental.changes import LIST_BELOW, find_deleted
-from lsflow.sources.base import ProjectInfo, Snapshot
-from lsflow.sources.base import EXPORT_FILE, LABEL_CONFIG_FILE
+from lsflow.sources.base import EXPORT_FILE, LABEL_CONFIG_FILE, ProjectInfo, Snapshot
 
 log = logging.getLogger(__name__)
 

@@ -4,10 +4,10 @@ import dagster as dg
 import pytest
 
 from lsflow.core.formats import WRITERS
+from lsflow.definitions import defs
 from lsflow.defs.assets import datasets, label_studio_snapshot, normalized_tasks
 from lsflow.defs.partitions import PROJECTS_PARTITION_NAME
 from lsflow.defs.resources import DatasetSettings, ExportFileSourceResource, settings_from_environment
-from lsflow.definitions import defs
 from lsflow_tests.paths import SAMPLE_MEDIA, SAMPLE_PROJECTS
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 
-from lsflow.defs.assets import FULL_EXPORT_TAG
 from lsflow.definitions import defs
+from lsflow.defs.assets import FULL_EXPORT_TAG
 from lsflow.defs.partitions import PROJECTS_PARTITION_NAME
 from lsflow.defs.resources import LabelStudioResource
 from lsflow.defs.schedules import full_export
@@ -58,7 +58,7 @@ def test_sensor_adds_matching_projects_and_runs_only_the_changed_ones(label_stud
 def test_schedule_requests_a_full_export_of_every_partition():
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(PROJECTS_PARTITION_NAME, ["3", "8"])
-        tick = datetime(2026, 1, 5, 2, 0, tzinfo=timezone.utc)
+        tick = datetime(2026, 1, 5, 2, 0, tzinfo=UTC)
         requests = full_export(dg.build_schedule_context(instance=instance, scheduled_execution_time=tick))
     assert sorted(r.partition_key for r in requests) == ["3", "8"]
     assert all(r.tags[FULL_EXPORT_TAG] == "true" for r in requests)

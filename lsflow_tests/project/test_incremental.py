@@ -7,14 +7,14 @@ import shutil
 
 import pytest
 
-from lsflow.core.pipeline.passes import BATCH_TASKS
 from lsflow.core.formats import WRITERS
-from lsflow.project.layout import ProjectLayout
-from lsflow.sources.export_file import ExportFileSource
-from lsflow.sources.media import MediaResolver
+from lsflow.core.pipeline.passes import BATCH_TASKS
 from lsflow.project.datasets import DatasetOptions, build_datasets
+from lsflow.project.layout import ProjectLayout
 from lsflow.project.snapshot import take_project_snapshot
 from lsflow.project.store import update_store
+from lsflow.sources.export_file import ExportFileSource
+from lsflow.sources.media import MediaResolver
 from lsflow_tests.paths import IMAGE_PROJECT, SAMPLE_MEDIA
 
 FORMATS = sorted(WRITERS)

@@ -7,12 +7,12 @@ from datetime import timedelta
 
 from lsflow.core.formats import WRITERS
 from lsflow.core.model.label_config import LabelConfig
-from lsflow.project.layout import ProjectLayout
-from lsflow.sources.label_studio import LabelStudioSource
-from lsflow.sources.media import MediaResolver
 from lsflow.project.datasets import build_datasets
+from lsflow.project.layout import ProjectLayout
 from lsflow.project.snapshot import take_project_snapshot
 from lsflow.project.store import update_store
+from lsflow.sources.label_studio import LabelStudioSource
+from lsflow.sources.media import MediaResolver
 from lsflow_tests.paths import IMAGE_CONFIG, SAMPLE_MEDIA
 
 ROUNDS = 4

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import orjson
@@ -74,7 +74,7 @@ def test_deleted_tasks_are_found_by_counting_id_ranges(label_studio, monkeypatch
 
 
 def _server_time(text: str) -> str:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from lsflow.core.formats.asr_manifest import AsrManifestWriter
 from lsflow.core.formats.base import DatasetWriter
 from lsflow.core.formats.brush_coco import BrushToCocoWriter
 from lsflow.core.formats.brush_numpy import BrushToNumpyWriter
 from lsflow.core.formats.brush_png import BrushToPngWriter
 from lsflow.core.formats.coco import CocoWithImagesWriter, CocoWriter
-from lsflow.core.formats.voc import VocWriter
-from lsflow.core.formats.asr_manifest import AsrManifestWriter
 from lsflow.core.formats.conll import ConllWriter
 from lsflow.core.formats.csv import CsvWriter, TsvWriter
 from lsflow.core.formats.json import JsonWriter
 from lsflow.core.formats.json_min import JsonMinWriter
 from lsflow.core.formats.spacy import SpacyWriter
+from lsflow.core.formats.voc import VocWriter
 from lsflow.core.formats.yolo import YoloWithImagesWriter, YoloWriter
 from lsflow.core.formats.yolo_obb import YoloObbWithImagesWriter, YoloObbWriter
 from lsflow.core.formats.yolo_pose import YoloPoseWriter

@@ -22,10 +22,10 @@ import shutil
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from lsflow.core.model.audio import AudioDurationError, audio_duration
-from lsflow.core.model.media_ref import media_file_name
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, DatasetWriter, ExportContext, Stream, TaskItem
 from lsflow.core.formats.shared.records import annotator
+from lsflow.core.model.audio import AudioDurationError, audio_duration
+from lsflow.core.model.media_ref import media_file_name
 from lsflow.core.model.task import Annotation, Region
 
 MANIFEST_FILE = "manifest.json"

@@ -24,13 +24,12 @@ from typing import Any, ClassVar, NamedTuple
 
 import orjson
 
+from lsflow.core.formats.accounting import DROPPED_FILE, RegionReport, TaskAccount, TaskSelection
+from lsflow.core.geometry.shapes import RegionDrop, Shape, to_shape
 from lsflow.core.model.label_config import ClassList, LabelConfig
 from lsflow.core.model.media_files import MediaLookup
-from lsflow.core.model.task import Annotation, Region, Task
-from lsflow.core.formats.accounting import DROPPED_FILE, RegionReport, TaskAccount, TaskSelection
 from lsflow.core.model.selection import AnnotationPolicy, select_annotations
-from lsflow.core.model.task import ImageSize
-from lsflow.core.geometry.shapes import RegionDrop, Shape, to_shape
+from lsflow.core.model.task import Annotation, ImageSize, Region, Task
 
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 

@@ -33,7 +33,12 @@ import orjson
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, Stream, TaskItem, option_choice
 from lsflow.core.formats.shared.vision import (
-    IMAGE_SIZE_UNKNOWN, IMAGES_READABLE, KEYPOINT_VISIBLE, PlacedKeypoint, VisionWriter, check_images_readable,
+    IMAGE_SIZE_UNKNOWN,
+    IMAGES_READABLE,
+    KEYPOINT_VISIBLE,
+    PlacedKeypoint,
+    VisionWriter,
+    check_images_readable,
 )
 from lsflow.core.geometry.plane import clip_envelope, clip_polygon, envelope, is_inside, polygon_area
 from lsflow.core.geometry.rle import coco_rle

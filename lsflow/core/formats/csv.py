@@ -25,8 +25,8 @@ from typing import Any
 import orjson
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, Stream, TaskItem
-from lsflow.core.formats.shared.records import AnnotationRecord, RecordWriter, annotator, cell_value
 from lsflow.core.formats.json_text import compact_json
+from lsflow.core.formats.shared.records import AnnotationRecord, RecordWriter, annotator, cell_value
 
 HEADER_OPTION = "csv_header"
 SEPARATOR_OPTION = "csv_multi_value_separator"

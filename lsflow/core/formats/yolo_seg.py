@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from lsflow.core.formats.base import ExportContext
 from lsflow.core.formats.shared.ultralytics import (
-    NO_AREA, LabelRow, UltralyticsWriter, coordinates_problem, normalized,
+    NO_AREA,
+    LabelRow,
+    UltralyticsWriter,
+    coordinates_problem,
+    normalized,
 )
 from lsflow.core.geometry.plane import clip_polygon, is_inside, polygon_area
 from lsflow.core.geometry.shapes import Shape

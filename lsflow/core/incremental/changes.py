@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 WATERMARK_OVERLAP = timedelta(seconds=60)
@@ -23,12 +23,12 @@ SERVER_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 def parse_server_time(text: str) -> datetime:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def watermark(max_updated_at: str, overlap: timedelta = WATERMARK_OVERLAP) -> str:
     moment = parse_server_time(max_updated_at) - overlap
-    return moment.astimezone(timezone.utc).strftime(SERVER_TIME_FORMAT)
+    return moment.astimezone(UTC).strftime(SERVER_TIME_FORMAT)
 
 
 def changed_after(updated_at: str | None, since: str) -> bool:

@@ -30,11 +30,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lsflow.core.formats.base import ExportContext, Span, Stream
 from lsflow.core.formats.accounting import RegionReport, TaskAccount
+from lsflow.core.formats.base import ExportContext, Span, Stream
+from lsflow.core.incremental.store import table_of_rows
 from lsflow.core.model.selection import AnnotationPolicy
 from lsflow.core.model.task import ImageSize
-from lsflow.core.incremental.store import table_of_rows
 
 INDEX_FILE = "index.parquet"
 MANIFEST_FILE = "manifest.json"

@@ -29,10 +29,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lsflow.core.model.task import Task
-from lsflow.core.model.task import ImageSize
 from lsflow.core.geometry.shapes import RegionDrop, to_shape
 from lsflow.core.model.entries import TaskEntry, image_reference, known_image_size
+from lsflow.core.model.task import ImageSize, Task
 
 MANIFEST_FILE = "manifest.json"
 # The layout of the tables; a store of another version is not upserted into (the next export is full).

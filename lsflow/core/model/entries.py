@@ -13,8 +13,7 @@ from typing import Any
 
 import orjson
 
-from lsflow.core.model.task import Task
-from lsflow.core.model.task import ImageSize
+from lsflow.core.model.task import ImageSize, Task
 
 
 @dataclass(slots=True)

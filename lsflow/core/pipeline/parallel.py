@@ -22,11 +22,10 @@ from typing import NamedTuple
 import orjson
 
 from lsflow.core.formats import writer_class
-from lsflow.core.formats.base import DatasetWriter, ExportContext, Span, TaskItem, TaskOutput
-from lsflow.core.model.task import Task
 from lsflow.core.formats.accounting import RegionReport, TaskAccount, TaskSelection
+from lsflow.core.formats.base import DatasetWriter, ExportContext, Span, TaskItem, TaskOutput
 from lsflow.core.model.selection import AnnotationPolicy
-from lsflow.core.model.task import ImageSize
+from lsflow.core.model.task import ImageSize, Task
 
 
 class TaskJob(NamedTuple):

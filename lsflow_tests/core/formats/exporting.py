@@ -6,11 +6,11 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from lsflow.core.model.label_config import LabelConfig
+from lsflow.core.model.selection import AnnotationPolicy
 from lsflow.core.pipeline.build import FormatResult
 from lsflow.core.pipeline.context import export_context
 from lsflow.core.pipeline.export import export_datasets
-from lsflow.core.model.label_config import LabelConfig
-from lsflow.core.model.selection import AnnotationPolicy
 from lsflow.sources.export_file import iter_export_tasks
 from lsflow.sources.media import MediaResolver
 from lsflow_tests.paths import IMAGE_CONFIG

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from lsflow.core.pipeline.context import export_context
-from lsflow.core.pipeline.export import export_datasets
 from lsflow.core.formats.base import ExportContext
 from lsflow.core.model.label_config import ClassList, LabelConfig
 from lsflow.core.model.selection import AnnotationPolicy
+from lsflow.core.pipeline.context import export_context
+from lsflow.core.pipeline.export import export_datasets
 from lsflow.sources.export_file import iter_export_tasks
 from lsflow_tests.paths import PEER_CORPUS, SAMPLE_PROJECTS
 

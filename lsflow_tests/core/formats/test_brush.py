@@ -5,9 +5,9 @@ import pytest
 from label_studio_sdk.converter import Converter, brush
 from PIL import Image
 
-from lsflow.core.pipeline.context import export_context
 from lsflow.core.formats import writer_class
 from lsflow.core.model.label_config import LabelConfig
+from lsflow.core.pipeline.context import export_context
 from lsflow_tests.core.formats.exporting import annotation, dropped, files_mapping, rectangle, run, task
 from lsflow_tests.core.formats.exporting import brush as brush_region
 from lsflow_tests.paths import IMAGE_CONFIG, IMAGE_EXPORT

@@ -12,10 +12,10 @@ from label_studio_sdk.converter import brush
 from PIL import Image
 from pycocotools.coco import COCO
 
-from lsflow.core.pipeline.context import export_context
 from lsflow.core.formats import writer_class
 from lsflow.core.formats.coco import _contains
 from lsflow.core.model.label_config import LabelConfig
+from lsflow.core.pipeline.context import export_context
 from lsflow_tests.core.formats.exporting import (
     annotation,
     dropped,

@@ -7,7 +7,11 @@ import pytest
 from lsflow.core.formats.conll import ConllWriter
 from lsflow.core.model.label_config import LabelConfig
 from lsflow_tests.core.formats.reference import (
-    IMAGE_PROJECT, LABEL_STUDIO_OUTPUTS, TEXT_PROJECT, run_converter, run_lsflow,
+    IMAGE_PROJECT,
+    LABEL_STUDIO_OUTPUTS,
+    TEXT_PROJECT,
+    run_converter,
+    run_lsflow,
 )
 
 NER_CONFIG = """<View><Labels name="label" toName="text">

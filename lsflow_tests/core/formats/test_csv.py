@@ -6,7 +6,13 @@ import pytest
 
 from lsflow.core.formats.csv import COLUMNS_FILE, CsvWriter, TsvWriter
 from lsflow_tests.core.formats.reference import (
-    AUDIO_PROJECT, LABEL_STUDIO_OUTPUTS, TEXT_PROJECT, assert_same_table, read_table, record_cases, run_converter,
+    AUDIO_PROJECT,
+    LABEL_STUDIO_OUTPUTS,
+    TEXT_PROJECT,
+    assert_same_table,
+    read_table,
+    record_cases,
+    run_converter,
     run_lsflow,
 )
 

@@ -3,11 +3,11 @@
 import json
 import re
 
+from lsflow.core.formats.json import JsonWriter
+from lsflow.core.incremental.store import iter_store_tasks, write_store
+from lsflow.core.model.label_config import LabelConfig
 from lsflow.core.pipeline.context import export_context
 from lsflow.core.pipeline.export import export_datasets
-from lsflow.core.formats.json import JsonWriter
-from lsflow.core.model.label_config import LabelConfig
-from lsflow.core.incremental.store import iter_store_tasks, write_store
 from lsflow.sources.export_file import iter_export_tasks
 from lsflow_tests.core.formats.reference import AUDIO_PROJECT, IMAGE_PROJECT, TEXT_PROJECT, run_lsflow
 

@@ -6,7 +6,11 @@ import pytest
 
 from lsflow.core.formats.json_min import JsonMinWriter
 from lsflow_tests.core.formats.reference import (
-    LABEL_STUDIO_OUTPUTS, TEXT_PROJECT, record_cases, run_converter, run_lsflow,
+    LABEL_STUDIO_OUTPUTS,
+    TEXT_PROJECT,
+    record_cases,
+    run_converter,
+    run_lsflow,
 )
 
 

@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 
-from lsflow.core.pipeline.context import export_context
 from lsflow.core.formats import writer_class
 from lsflow.core.model.label_config import LabelConfig
+from lsflow.core.pipeline.context import export_context
 from lsflow_tests.core.formats.exporting import annotation, dropped, files_mapping, polygon, rectangle, run, task
 from lsflow_tests.paths import IMAGE_CONFIG, IMAGE_EXPORT
 

@@ -11,7 +11,15 @@ from PIL import Image
 from lsflow.core.formats import writer_class
 from lsflow.core.formats.shared.ultralytics import split_of
 from lsflow_tests.core.formats.exporting import (
-    annotation, dropped, files_mapping, keypoint, polygon, rectangle, rows, run, task,
+    annotation,
+    dropped,
+    files_mapping,
+    keypoint,
+    polygon,
+    rectangle,
+    rows,
+    run,
+    task,
 )
 from lsflow_tests.paths import IMAGE_EXPORT, SAMPLE_MEDIA
 
@@ -269,8 +277,8 @@ def test_layout_check_reports_an_empty_val_split(tmp_path):
 
 
 def _context():
-    from lsflow.core.pipeline.context import export_context
     from lsflow.core.model.label_config import LabelConfig
+    from lsflow.core.pipeline.context import export_context
     from lsflow_tests.paths import IMAGE_CONFIG
 
     return export_context(LabelConfig.from_file(IMAGE_CONFIG), lambda: [])

@@ -3,7 +3,12 @@ import math
 import pytest
 
 from lsflow.core.geometry.plane import (
-    Envelope, clip_envelope, clip_polygon, envelope, polygon_area, rotated_corners,
+    Envelope,
+    clip_envelope,
+    clip_polygon,
+    envelope,
+    polygon_area,
+    rotated_corners,
 )
 
 

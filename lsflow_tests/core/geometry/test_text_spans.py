@@ -2,8 +2,8 @@
 
 import random
 
-from lsflow.core.model.task import Region
 from lsflow.core.geometry.text_spans import bio_tags, place_spans, tokenize
+from lsflow.core.model.task import Region
 
 PIECES = ["Zoë", "Müller", "São", "Paulo", "東京", "🗼", "Москва", "km/h", "ACME/Beta", "O'Neil's", "don't", "1,000",
           "10:30", "e.g.", "U.S.", "\"quoted\"", "'single'", "(parens)", "[x]", "...", "?", "!", ";", "#tag", "@me",

@@ -1,6 +1,6 @@
 import pytest
 
-from lsflow.core.model.label_config import LabelConfig, LabelConfigError, number_classes, LabelSpec
+from lsflow.core.model.label_config import LabelConfig, LabelConfigError, LabelSpec, number_classes
 from lsflow_tests.paths import IMAGE_CONFIG
 
 

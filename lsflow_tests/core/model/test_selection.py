@@ -2,8 +2,8 @@
 
 import pytest
 
-from lsflow.core.model.task import Task
 from lsflow.core.model.selection import CANCELLED, NOT_SELECTED, AnnotationPolicy, select_annotations
+from lsflow.core.model.task import Task
 from lsflow_tests.core.formats.exporting import run
 from lsflow_tests.paths import IMAGE_EXPORT
 

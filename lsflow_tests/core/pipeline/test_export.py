@@ -7,12 +7,12 @@ import xml.etree.ElementTree as ElementTree
 import pytest
 from pycocotools.coco import COCO
 
+from lsflow.core.model.label_config import LabelConfig
+from lsflow.core.model.selection import AnnotationPolicy
+from lsflow.core.model.task import ExportFormatError
 from lsflow.core.pipeline.context import export_context
 from lsflow.core.pipeline.export import export_datasets
 from lsflow.core.pipeline.naming import TaskFileNames
-from lsflow.core.model.label_config import LabelConfig
-from lsflow.core.model.task import ExportFormatError
-from lsflow.core.model.selection import AnnotationPolicy
 from lsflow.sources.export_file import iter_export_tasks
 from lsflow.sources.media import MediaResolver
 from lsflow_tests.paths import IMAGE_CONFIG, IMAGE_EXPORT, SAMPLE_MEDIA

@@ -26,9 +26,9 @@ import yaml
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, TaskItem, file_stem
 from lsflow.core.formats.shared.vision import IMAGES_READABLE, VisionWriter, check_images_readable, read_files_mapping
 from lsflow.core.geometry.plane import Envelope, Point, clip_envelope
+from lsflow.core.geometry.shapes import Shape
 from lsflow.core.model.label_config import ClassList
 from lsflow.core.model.task import Annotation
-from lsflow.core.geometry.shapes import Shape
 
 DATA_YAML = "data.yaml"
 # Share of tasks per split; cumulative bounds on a task id's hash in [0, 1).

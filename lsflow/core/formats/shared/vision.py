@@ -19,10 +19,10 @@ from PIL import Image, UnidentifiedImageError
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, DatasetWriter, Stream, TaskItem
 from lsflow.core.geometry.plane import Point
-from lsflow.core.model.label_config import SHAPE_CONTROLS
-from lsflow.core.model.task import Annotation, Region
 from lsflow.core.geometry.rle import RleError, brush_alpha
 from lsflow.core.geometry.shapes import Shape
+from lsflow.core.model.label_config import SHAPE_CONTROLS
+from lsflow.core.model.task import Annotation, Region
 
 FILES_FILE = "lsflow_files.jsonl"
 IMAGE_NOT_AVAILABLE = "image file not available to copy into the dataset"
