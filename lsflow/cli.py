@@ -118,7 +118,7 @@ def _writer_options(pairs: tuple[str, ...], formats: list[str]) -> dict[str, str
 
 
 def _warn_not_applicable(name: str, reason: str) -> None:
-    warnings.warn(f"{reason}: written as asked, with every region reported as dropped")
+    warnings.warn(f"{reason}: written as asked, with every region reported as dropped", stacklevel=2)
 
 
 class _MediaProgress:

@@ -7,7 +7,7 @@ from `LSFLOW_SOURCE` (`task_source_from_environment`): `files` (default: the rec
 """
 
 import os
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import dagster as dg
@@ -47,7 +47,7 @@ _SNAPSHOT = SnapshotOptions()
 _TIMING = Timing()
 
 
-class FilterMode(str, Enum):
+class FilterMode(StrEnum):
     only = "only"
     exclude = "exclude"
 

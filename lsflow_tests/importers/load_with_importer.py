@@ -6,7 +6,8 @@ Runs in the importer virtualenv (`.venv-importers`, made by `make test`), never 
 
 TOOL is `datumaro` or `supervision`, FORMAT `coco`, `voc` or `yolo`. The output is
 `{"images": {<image file stem>: [{"label": <class name or null>, "box": [x1, y1, x2, y2]}, ...]},
-"image_files": {<image file stem>: <image file the importer points at exists>}, "warnings": [...]}`: every axis-aligned box the importer read, in its own pixel coordinates (x2, y2
+"image_files": {<image file stem>: <image file the importer points at exists>}, "warnings": [...]}`:
+every axis-aligned box the importer read, in its own pixel coordinates (x2, y2
 the far edges), labelled with the name the importer gives its class (null when it has none), and the
 warnings the importer logged. Where an importer wants a layout lsflow does not write (Datumaro's
 `annotations/instances_<subset>.json`, VOC's `ImageSets/Main/<subset>.txt` and `labelmap.txt`), the

@@ -86,13 +86,13 @@ def build_export(root: Path, options: dict[str, str]) -> Path:
     for name, (width, height, kind) in IMAGES.items():
         Image.new("RGB", (width, height), (90, 120, 150)).save(media / name, kind)
     tasks = []
-    for task_id, (name, annotations) in enumerate(ANNOTATIONS.items(), 1):
+    for task_id, (name, per_annotator) in enumerate(ANNOTATIONS.items(), 1):
         size = IMAGES[name][:2]
         tasks.append(task(task_id, [
             annotation(task_id * 10 + number, [rectangle(rid, x, y, w, h, label=label, rotation=turn, size=size)
                                                for rid, label, x, y, w, h, turn in regions],
                        completed_by=number + 1)
-            for number, regions in enumerate(annotations)], image=f"/data/upload/1/{name}"))
+            for number, regions in enumerate(per_annotator)], image=f"/data/upload/1/{name}"))
     results = run(root, tasks, ["COCO_WITH_IMAGES", "VOC", "YOLO_WITH_IMAGES"], config=CONFIG,
                   media_root=root / "media", options=options)
     for result in results.values():

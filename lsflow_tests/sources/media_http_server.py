@@ -4,6 +4,7 @@ request (path and headers) is recorded so tests can see what reached the server 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -179,9 +180,7 @@ def declaring(size: int) -> Route:
         handler.send_header("Connection", "close")
         handler.end_headers()
         handler.close_connection = True
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             handler.wfile.write(b"\0" * 1024)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
 
     return route

@@ -62,7 +62,8 @@ def names_in_id_order(classes: ClassList) -> list[str]:
 def box_columns(class_id: int, box: Envelope, width: int, height: int) -> str:
     """`class x_center y_center width height`, normalized: a detection row, and the start of a pose row."""
     xmin, ymin, xmax, ymax = box  # unpacked: the Envelope properties are function calls, per region
-    return "%d %.6f %.6f %.6f %.6f" % (class_id, (xmin + xmax) / 2 / width, (ymin + ymax) / 2 / height,
+    # One %-format for the whole row, on the per-region hot path.
+    return "%d %.6f %.6f %.6f %.6f" % (class_id, (xmin + xmax) / 2 / width, (ymin + ymax) / 2 / height,  # noqa: UP031
                                        (xmax - xmin) / width, (ymax - ymin) / height)
 
 
