@@ -19,7 +19,7 @@ export DAGSTER_HOME := $(CURDIR)
 # The embedded samples: 1 images, 2 text (named entities), 3 audio (transcriptions).
 SAMPLE_PROJECTS := 1 2 3
 
-.PHONY: install demo test dev
+.PHONY: install demo test lint dev
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -54,9 +54,15 @@ demo: install
 		echo "  normalized store: data/output/project-$$p/store/"; echo; \
 	done
 
-test: install $(LS_VENV)/.installed $(IMPORTERS_STAMP)
+test: lint $(LS_VENV)/.installed $(IMPORTERS_STAMP)
 	LABEL_STUDIO_BIN=$(CURDIR)/$(LS_VENV)/bin/label-studio LSFLOW_IMPORTERS_PYTHON=$(CURDIR)/$(IMPORTERS_VENV)/bin/python \
 		$(VENV)/bin/pytest
+
+# Lint and import order (ruff), types (mypy), the layers' import contracts (import-linter; see docs/architecture.md).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 dev: install
 	$(VENV)/bin/dagster dev -w workspace.yaml
