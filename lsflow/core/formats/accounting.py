@@ -57,7 +57,7 @@ class RegionReport:
     written: int = 0
     clipped: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
-    labels: Counter[str] = field(default_factory=Counter)
+    labels: Counter[str | None] = field(default_factory=Counter)  # None: regions without a label
     # Tasks a format could not list as images (e.g. size unknown), by reason.
     images_skipped: Counter[str] = field(default_factory=Counter)
     # The task being written: its regions' labels, clipped count, drop reasons, image problems.

@@ -164,6 +164,8 @@ class AsrManifestWriter(DatasetWriter):
 
 def _segment(value: dict[str, Any], file_duration: float) -> tuple[float, float] | str | None:
     """(offset, duration) of a per-region transcription, None for a whole-file one, or why it is unusable."""
+    start: Any  # numbers once the isinstance check below passes (all() does not narrow)
+    end: Any
     start, end = value.get("start"), value.get("end")
     if start is None and end is None:
         return None

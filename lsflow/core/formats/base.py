@@ -229,7 +229,8 @@ class DatasetWriter(ABC):
 
     def take_output(self, selection: TaskSelection) -> TaskOutput:
         """The task just written, as the pipeline puts it in place; the writer is ready for the next."""
-        records = self._records
+        # Joined in place: each stream's list of records becomes its bytes (what TaskOutput holds).
+        records: dict[str, Any] = self._records
         for name, pending in records.items():
             records[name] = pending[0] if len(pending) == 1 else self.streams[name].separator.join(pending)
         files, self._files, self._records = self._files, [], {}

@@ -72,7 +72,7 @@ class CocoWriter(VisionWriter):
     name = "COCO"
     description = "COCO JSON: boxes, polygons, keypoints and brush masks (RLE) in pixels"
     result_file: ClassVar[str] = "result.json"
-    checks = (COCO_LOADS, COCO_CATEGORY_IDS)
+    checks: ClassVar[tuple[CheckSpec, ...]] = (COCO_LOADS, COCO_CATEGORY_IDS)
     option_help = {
         FIRST_CATEGORY_OPTION: "the category id of class 0: 1 (default; COCO's, Datumaro's, torchvision's and "
                                "CVAT's convention, 0 meaning no class) or 0 (Label Studio's ids)",
@@ -136,7 +136,8 @@ class CocoWriter(VisionWriter):
         category_id, label = found[0] + self.first_category_id, found[1]
         width, height = shape.image.width, shape.image.height
         if shape.kind == "box" and shape.rotation % 360 == 0:
-            xmin, ymin, xmax, ymax = shape.envelope
+            # A box's envelope is set (only a mask's is None); no assert per region.
+            xmin, ymin, xmax, ymax = shape.envelope  # type: ignore[misc]
             box_width, box_height = xmax - xmin, ymax - ymin
             if xmin >= 0 and ymin >= 0 and xmax <= width and ymax <= height and box_width * box_height > 0:
                 # Most boxes: upright and inside the image, nothing to clip or to outline.
@@ -151,7 +152,7 @@ class CocoWriter(VisionWriter):
             return None
         was_clipped = clipped_points != list(shape.points)
         if shape.kind == "box":
-            box = clip_envelope(shape.envelope, width, height)
+            box = clip_envelope(shape.envelope, width, height)  # type: ignore[arg-type]  # a box: set, as above
             if box is None:
                 self.drop(item, annotation, shape.region, "no area inside the image")
                 return None
@@ -198,7 +199,7 @@ class CocoWriter(VisionWriter):
         }
 
     def _set_keypoints(self, coco: dict, placed: list[PlacedKeypoint]) -> None:
-        keypoints = [0] * (3 * len(self.context.keypoint_names))
+        keypoints: list[float] = [0] * (3 * len(self.context.keypoint_names))
         for point in placed:
             keypoints[3 * point.slot: 3 * point.slot + 3] = [point.point[0], point.point[1], KEYPOINT_VISIBLE]
             self.report.wrote(point.label)

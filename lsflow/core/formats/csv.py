@@ -147,8 +147,8 @@ class CsvWriter(RecordWriter):
             for line in rows:
                 task_id, outputs, inputs, tail = orjson.loads(line)
                 row = [empty] * len(columns)
-                if task_id is not None:
-                    row[id_position] = task_id
+                if task_id is not None:  # a row with an id made the "id" column (has_id): id_position is set
+                    row[id_position] = task_id  # type: ignore[index]  # no assert per row
                 for key, value in outputs.items():
                     row[position[key]] = value
                 for key, value in inputs.items():

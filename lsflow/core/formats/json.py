@@ -38,7 +38,7 @@ class JsonWriter(DatasetWriter):
         self.append("tasks", _ENCODER.encode(item.task.raw).encode("utf-8"))
         for annotation in item.annotations:
             for region in annotation.regions:
-                self.report.wrote((region.labels or [None])[0])
+                self.report.wrote((region.labels or (None,))[0])  # a constant tuple: typed str | None
 
     @classmethod
     def check(cls, out_dir: Path, context: ExportContext) -> list[CheckOutcome]:

@@ -67,6 +67,9 @@ class SpacyWriter(TextSpanWriter):
     def _doc(self, block: TextBlock) -> Any:
         from spacy.tokens import Doc, Span
 
+        words: list[str]
+        spaces: list[bool]
+        index_of_token: list[int]
         words, spaces, index_of_token = [], [], []
         position = 0
         for start, end in block.tokens:

@@ -68,7 +68,8 @@ class VocWriter(VisionWriter):
             if found is None:
                 continue
             width, height = shape.image
-            box = clip_envelope(shape.envelope, width, height)
+            # Keypoints and masks were dropped above; a box's or polygon's envelope is set (no assert per region).
+            box = clip_envelope(shape.envelope, width, height)  # type: ignore[arg-type]
             if box is None:
                 self.drop(item, annotation, shape.region, "no area inside the image")
                 continue
@@ -114,10 +115,11 @@ class VocWriter(VisionWriter):
             files += 1
             try:
                 root = ElementTree.parse(path).getroot()
-                width, height = int(root.findtext("size/width")), int(root.findtext("size/height"))
+                # A missing element gives None, and int(None) the TypeError reported below: on purpose.
+                width, height = int(root.findtext("size/width")), int(root.findtext("size/height"))  # type: ignore[arg-type]
                 for node in root.iter("object"):
                     objects += 1
-                    xmin, ymin, xmax, ymax = (int(node.findtext(f"bndbox/{k}"))
+                    xmin, ymin, xmax, ymax = (int(node.findtext(f"bndbox/{k}"))  # type: ignore[arg-type]  # as above
                                               for k in ("xmin", "ymin", "xmax", "ymax"))
                     if not (origin <= xmin <= xmax - last and xmax <= width
                             and origin <= ymin <= ymax - last and ymax <= height):

@@ -34,7 +34,8 @@ class YoloObbWriter(UltralyticsWriter):
     @staticmethod
     def row(shape: Shape, class_id: int) -> LabelRow | str:
         width, height = shape.image.width, shape.image.height
-        if clip_envelope(shape.envelope, width, height) is None:
+        # Only boxes come here (`kinds`): the envelope is set, only a mask's is None; no assert per region.
+        if clip_envelope(shape.envelope, width, height) is None:  # type: ignore[arg-type]
             return NO_AREA
         corners = [(min(max(x, 0.0), width), min(max(y, 0.0), height)) for x, y in shape.points]
         return LabelRow(f"{class_id} {normalized(corners, width, height)}\n", corners != list(shape.points))

@@ -30,7 +30,8 @@ class TaskEntry:
 
     def parsed(self) -> Task:
         if self.task is None:
-            value = orjson.loads(self.raw) if self.value is None else self.value
+            # An entry without task or value has its raw JSON (see entry_of_json, the store); once per task: no assert
+            value = orjson.loads(self.raw) if self.value is None else self.value  # type: ignore[arg-type]
             self.task = Task.from_dict(value, self.position)
         return self.task
 

@@ -98,7 +98,7 @@ class FormatBuild:
         self.sinks: dict[str, StreamSink] = {}
         self.previous: PreviousOutputs | None = None
         self.recorder: OutputRecorder | None = None
-        self._reuse_dir = None
+        self._reuse_dir: Path | None = None
         self.writer: DatasetWriter = self.writer_class(self.out_dir, context, self.report)
         self.writer.prepare()
         for stream, spec in self.streams.items():
@@ -117,6 +117,7 @@ class FormatBuild:
 
     def links(self, tasks_and_rows: list[tuple[int, int]]) -> list[FileLink]:
         """The files of reused tasks, given as (place in the batch, index row)."""
+        assert self.previous is not None  # only reused tasks come here, and only a previous export reuses
         links = []
         for first_task, first_row, count in runs(tasks_and_rows):
             for offset, relative in self.previous.files(first_row, count):
@@ -125,6 +126,7 @@ class FormatBuild:
 
     def rewrite(self, reused: Reused, item_of: Callable[[], tuple[TaskItem, TaskSelection]]) -> TaskOutput:
         """Write a task whose kept files could not all be linked (gone from the published dataset)."""
+        assert self.previous is not None  # a reused task: there is a previous export
         for _, relative in self.previous.files(reused.row, 1):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.out_dir / relative)
@@ -134,8 +136,8 @@ class FormatBuild:
         """The task's output in place: records after the previous task's, account in the report."""
         self.report.add_task(output.account)
         if self.recorder is None:
-            for name, records in output.records.items():
-                self.sinks[name].add(records)
+            for name, stream_records in output.records.items():
+                self.sinks[name].add(stream_records)
             return
         records = output.records
         spans = [self.sinks[name].add(records.get(name, b"")) for name in self.streams]
@@ -145,6 +147,7 @@ class FormatBuild:
     def put_kept(self, first_row: int, count: int) -> None:
         """Consecutive tasks' output from the previous export, in place after the previous task's."""
         previous = self.previous
+        assert previous is not None  # kept tasks come from a previous export
         starts, lengths = previous.starts[first_row:first_row + count], previous.lengths[first_row:first_row + count]
         shifts = np.zeros(len(self.streams), dtype=np.int64)
         for column, name in enumerate(self.streams):
@@ -164,6 +167,7 @@ class FormatBuild:
         starts = {name: self.sinks[name].add(records)[0] for name, records in output.records.items()}
         if self.recorder is None:
             return
+        assert output.tasks is not None  # the worker keeps task outputs for the formats that record them
         for (entry, key), task in zip(entries, output.tasks):
             if key is not None:
                 spans = [(starts.get(name, 0) + start, length) for name, (start, length) in zip(self.streams, task.spans)]
@@ -188,7 +192,9 @@ class FormatBuild:
 
     def publish(self, trash: Path | None) -> FormatResult:
         files = publish_directory(self.out_dir, self.destination, trash=trash)
+        assert files is not None  # keep_unchanged (the default) always summarises
         if self.recorder is not None:
+            assert self._reuse_dir is not None  # set with the recorder
             # As recorded: the stream files the spans point into are these, with their size and mtime.
             self.recorder.finish(self.destination)
             publish_directory(self.recorder.directory, self._reuse_dir, keep_unchanged=False, trash=trash)

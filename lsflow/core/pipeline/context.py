@@ -26,7 +26,8 @@ def export_context(
             image_key=label_config.data_key("image") or "image",
             media=media,
         )
-    class_names, keypoint_names = set(), set()
+    class_names: set[str] = set()
+    keypoint_names: set[str] = set()
     for task in tasks():
         for annotation in task.annotations:
             for region in annotation.regions:

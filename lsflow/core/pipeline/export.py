@@ -55,7 +55,7 @@ def export_datasets(
     # What the last build of these datasets replaced goes while this one is made (the disk works meanwhile).
     trash = reuse_dir / TRASH_DIR if reuse_dir is not None else None
     cleaner = ThreadPoolExecutor(1) if trash is not None else None
-    cleaning = cleaner.submit(empty_trash, trash) if cleaner is not None else None
+    cleaning = cleaner.submit(empty_trash, trash) if cleaner is not None and trash is not None else None
     try:
         for name in formats:
             builds.append(FormatBuild(name, staging, out_root, context, policy, reuse_dir))
@@ -73,6 +73,7 @@ def export_datasets(
         shutil.rmtree(staging, ignore_errors=True)
         if cleaner is not None:
             cleaner.shutdown()  # waits: nothing of the last build outlives this one
+            assert cleaning is not None  # submitted with the cleaner
             cleaning.result()
 
 

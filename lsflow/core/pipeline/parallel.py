@@ -112,6 +112,7 @@ _SETUP: _WorkerSetup | None = None  # set while a pool exists; each worker inher
 
 def _writers() -> list[DatasetWriter]:
     setup = _SETUP
+    assert setup is not None  # set before the pool forks its workers
     if not setup.writers:
         setup.writers = [writer_class(name)(out_dir, setup.context, RegionReport(name)) for name, out_dir in setup.formats]
     return setup.writers
@@ -120,6 +121,7 @@ def _writers() -> list[DatasetWriter]:
 def _write_batch(jobs: list[TaskJob], whole: frozenset[int]) -> tuple[list[dict[int, TaskOutput]], dict[int, BatchOutput]]:
     """Per job, the outputs of the formats written for only part of the batch; the `whole` ones joined."""
     setup = _SETUP
+    assert setup is not None  # set before the pool forks its workers
     _writers()
     joins = {index: _BatchJoin(setup.writers[index], index in setup.keeping) for index in whole}
     outputs = []

@@ -127,7 +127,9 @@ class Pass:
                     here.append(index)
             if pooled:
                 job_tasks.append(task)
-                jobs.append(TaskJob(entry.position, entry.raw, entry.image_ref, name, size, tuple(pooled)))
+                # `pooled` holds formats only when entry.raw is not None (checked above; no assert per task)
+                jobs.append(TaskJob(entry.position, entry.raw, entry.image_ref, name, size,  # type: ignore[arg-type]
+                                    tuple(pooled)))
             if here:
                 item, selection = TaskItem.select(entry.parsed(), self.policy, entry.image_ref, name, size)
                 for index in here:
@@ -140,11 +142,13 @@ class Pass:
         for index, tasks_and_rows in reused.items():
             links = self.builds[index].links(tasks_and_rows)
             if links:
+                assert self.linker is not None  # reuse needs a previous export, which made the linker
                 batch.links[index] = self.linker.submit(link_files, links)
         if jobs:
             # The formats the workers write for every task of the batch come back joined.
             whole = frozenset(index for index in self.pooled
                               if len(jobs) == len(entries) and all(index in job.writers for job in jobs))
+            assert self.pool is not None  # jobs are made only while `use_pool`
             batch.from_workers, batch.job_tasks = self.pool.submit(jobs, whole), job_tasks
         return batch
 
@@ -152,6 +156,7 @@ class Pass:
         """Put the batch's outputs in place, format by format, in task order."""
         joined: dict[int, BatchOutput] = {}
         if batch.from_workers is not None:
+            assert batch.job_tasks is not None  # set with from_workers
             singles, joined = batch.from_workers.get()
             for task, outputs in zip(batch.job_tasks, singles):
                 batch.outputs[task].update(outputs)

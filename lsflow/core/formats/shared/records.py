@@ -93,7 +93,8 @@ class RecordWriter(DatasetWriter):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self.control_tags = ControlTags(self.context)
+        # Not `control_tags`: that is the class's frozenset of tags the format applies to (`not_applicable`).
+        self.tag_types = ControlTags(self.context)
 
     def records(self, item: TaskItem) -> list[AnnotationRecord]:
         """The task's records; its results without a column are dropped with the reason. Every
@@ -113,8 +114,11 @@ class RecordWriter(DatasetWriter):
         if not task.annotations:
             return [AnnotationRecord(task.id, task.data, {}, None, None)], [], []
         agreement = (task.raw["agreement"],) if "agreement" in task.raw else None
+        records: list[AnnotationRecord]
+        drops: list[tuple]
+        labels: list[str | None]
         records, drops, labels = [], [], []
-        tag_type_of = self.control_tags.tag_type
+        tag_type_of = self.tag_types.tag_type
         # Newest first, as Label Studio orders them (a stable sort: ties keep their order).
         for annotation in sorted(item.annotations, key=lambda a: a.created_at or "", reverse=True):
             outputs: dict[str, list[tuple[str, dict[str, Any]]]] = {}
@@ -136,6 +140,6 @@ class RecordWriter(DatasetWriter):
                     if "original_height" in raw:
                         value["original_height"] = raw["original_height"]
                 outputs.setdefault(region.from_name, []).append((tag_type, value))
-                labels.append((region.labels or [None])[0])
+                labels.append((region.labels or (None,))[0])  # a constant tuple: typed str | None
             records.append(AnnotationRecord(task.id, task.data, outputs, annotation, agreement))
         return records, drops, labels

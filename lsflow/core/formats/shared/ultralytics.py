@@ -70,7 +70,8 @@ def box_columns(class_id: int, box: Envelope, width: int, height: int) -> str:
 def detection_row(shape: Shape, class_id: int) -> LabelRow | str:
     """The box row of a box or polygon: its envelope, clipped to the image."""
     width, height = shape.image.width, shape.image.height
-    box = clip_envelope(shape.envelope, width, height)
+    # A box or polygon (see the docstring): its envelope is set, only a mask's is None; no assert per region.
+    box = clip_envelope(shape.envelope, width, height)  # type: ignore[arg-type]
     if box is None:
         return NO_AREA
     return LabelRow(box_columns(class_id, box, width, height) + "\n", box != shape.envelope)
@@ -125,8 +126,8 @@ class UltralyticsWriter(VisionWriter):
                 formats = self.elsewhere.get(shape.kind)
                 if formats is None and aside is not None:
                     aside.append((annotation, shape))
-                else:
-                    self.belongs_elsewhere(item, annotation, shape, formats)
+                else:  # every kind outside `kinds` is in `elsewhere` or goes `aside`: formats is set
+                    self.belongs_elsewhere(item, annotation, shape, formats)  # type: ignore[arg-type]
                 continue
             found = self.class_id(item, annotation, shape.region)
             if found is None:
@@ -159,7 +160,7 @@ class UltralyticsWriter(VisionWriter):
                      "date_created": self.dataset_date},
         }
         (self.out_dir / "notes.json").write_bytes(orjson.dumps(notes, option=orjson.OPT_INDENT_2))
-        data = {split: f"images/{split}" for split, _ in SPLITS}
+        data: dict[str, Any] = {split: f"images/{split}" for split, _ in SPLITS}
         data["names"] = dict(enumerate(names))
         data.update(self.extra_data_yaml())
         header = (f"# Ultralytics {self.task} dataset from Label Studio"
