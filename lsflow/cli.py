@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -26,6 +27,9 @@ from lsflow.project.convert import convert_export
 from lsflow.project.datasets import DatasetOptions
 from lsflow.sources.media import MediaOutcome, MediaReport, MediaResolver
 from lsflow.sources.media_download import DownloadLimits
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 _DEFAULT_LIMITS = DownloadLimits()
 
@@ -126,7 +130,7 @@ class _MediaProgress:
     stderr and turns itself off when that is not a terminal)."""
 
     def __init__(self) -> None:
-        self._bar = None
+        self._bar: tqdm | None = None
         self._problems = 0
 
     def __call__(self, outcome: MediaOutcome) -> None:

@@ -9,6 +9,7 @@ from `LSFLOW_SOURCE` (`task_source_from_environment`): `files` (default: the rec
 import os
 from enum import StrEnum
 from pathlib import Path
+from typing import cast
 
 import dagster as dg
 
@@ -56,9 +57,10 @@ class TaskFilterOptions(dg.Config):
     """Which tasks a snapshot holds; `only`/`exclude` or unset for each condition."""
 
     view: int | None = _SNAPSHOT.task_filter.view  # a Data Manager tab whose filters apply
-    finished: FilterMode | None = _SNAPSHOT.task_filter.finished
-    annotated: FilterMode | None = _SNAPSHOT.task_filter.annotated
-    skipped: FilterMode | None = _SNAPSHOT.task_filter.skipped
+    # TaskFilter holds these as plain "only" / "exclude" / None: FilterMode's values (a StrEnum).
+    finished: FilterMode | None = cast("FilterMode | None", _SNAPSHOT.task_filter.finished)
+    annotated: FilterMode | None = cast("FilterMode | None", _SNAPSHOT.task_filter.annotated)
+    skipped: FilterMode | None = cast("FilterMode | None", _SNAPSHOT.task_filter.skipped)
     only_with_annotations: bool = _SNAPSHOT.task_filter.only_with_annotations
 
 

@@ -13,7 +13,7 @@ import dagster as dg
 
 from lsflow.defs.assets import FULL_EXPORT_TAG
 from lsflow.defs.jobs import export_project
-from lsflow.defs.partitions import project_partitions
+from lsflow.defs.partitions import PROJECTS_PARTITION_NAME
 
 FULL_EXPORT_CRON_ENV = "LSFLOW_FULL_EXPORT_CRON"
 
@@ -28,5 +28,5 @@ def full_export(context: dg.ScheduleEvaluationContext):
     day = context.scheduled_execution_time.strftime("%Y-%m-%dT%H:%M")
     return [
         dg.RunRequest(partition_key=project_id, run_key=f"full:{project_id}:{day}", tags={FULL_EXPORT_TAG: "true"})
-        for project_id in context.instance.get_dynamic_partitions(project_partitions.name)
+        for project_id in context.instance.get_dynamic_partitions(PROJECTS_PARTITION_NAME)
     ]

@@ -14,7 +14,7 @@ import re
 import dagster as dg
 
 from lsflow.defs.jobs import export_project
-from lsflow.defs.partitions import project_partitions
+from lsflow.defs.partitions import PROJECTS_PARTITION_NAME, project_partitions
 from lsflow.defs.resources import TaskSourceResource
 from lsflow.sources.base import ProjectInfo
 
@@ -41,7 +41,7 @@ def projects_wanted(projects: list[ProjectInfo], title_pattern: str | None) -> l
 def label_studio_projects(context: dg.SensorEvaluationContext, task_source: TaskSourceResource) -> dg.SensorResult:
     projects = projects_wanted(task_source.open().list_projects(), os.environ.get(TITLE_PATTERN_ENV))
     seen = json.loads(context.cursor) if context.cursor else {}
-    known = set(context.instance.get_dynamic_partitions(project_partitions.name))
+    known = set(context.instance.get_dynamic_partitions(PROJECTS_PARTITION_NAME))
     new = [p.project_id for p in projects if p.project_id not in known]
     moved = [p for p in projects if seen.get(p.project_id) != _fingerprint(p)]
     context.log.info(f"{len(projects)} projects, {len(new)} new partitions, {len(moved)} with changes")

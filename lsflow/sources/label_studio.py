@@ -9,6 +9,7 @@ with exponential backoff; everything else fails at once with a message saying wh
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -181,7 +182,7 @@ class LabelStudioSource:
         page = self._call(f"read the tasks of project {project_id}",
                           lambda: self.client.tasks.list(project=project_id, page_size=1, query=query))
         newest = next(iter(page.items or []), None)
-        changed = newest.updated_at if newest is not None else None
+        changed: Any = newest.updated_at if newest is not None else None  # a datetime; anything else: str() below
         return changed.isoformat() if hasattr(changed, "isoformat") else (str(changed) if changed else None)
 
     # --- snapshot -----------------------------------------------------------------------------------
@@ -298,7 +299,7 @@ class LabelStudioSource:
             time.sleep(min(interval, self.timing.max_wait - waited))
             interval = min(interval * self.timing.poll_backoff, self.timing.max_poll_interval)
             export = self._call(f"read snapshot {export.id} of project {pid}",
-                                lambda snapshot=export.id: self.client.projects.exports.get(id=pid, export_pk=snapshot))
+                                functools.partial(self.client.projects.exports.get, id=pid, export_pk=export.id))
             log.debug("project %s: snapshot %s is %s", pid, export.id, export.status)
 
     def _download(self, pid: int, export_id: int, md5: str | None, path: Path) -> str:
@@ -344,6 +345,7 @@ class LabelStudioSource:
         """`request()`, retried with exponential backoff while it fails transiently. A `long_request`
         (given `max_wait` to answer) that times out is not repeated: the server may still be at it."""
         delay = self.timing.retry_delay
+        failure: httpx.TransportError | DamagedDownload | ApiError
         for attempt in range(self.timing.retries + 1):
             try:
                 return request()

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
+
+if TYPE_CHECKING:
+    from label_studio_sdk import LabelStudio
 
 HTTP_SCHEMES = ("http", "https")
 CLOUD_SCHEMES = ("s3", "gs", "azure-blob")
@@ -134,7 +138,7 @@ class LabelStudioAccess:
         self.url = url.rstrip("/")
         self.origin = Origin.of(self.url)
         self._api_key = api_key
-        self._client = None
+        self._client: LabelStudio | None = None
         self._failure: MediaUnavailable | None = None
         self._lock = threading.Lock()
 
