@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from pycocotools.coco import COCO
 
+from lsflow_tests.dataset_files import dataset_files
 from lsflow_tests.paths import IMAGE_CONFIG, SAMPLE_MEDIA
 
 LSFLOW = Path(sys.executable).parent / "lsflow"
@@ -39,11 +40,11 @@ def test_export_writes_a_coco_that_pycocotools_loads(label_studio, image_project
     for region, (task, label, box) in image_project.boxes.items():
         assert by_region[region]["image_id"] == task and names[by_region[region]["category_id"]] == label
         assert by_region[region]["bbox"] == pytest.approx(box, abs=1e-6)
-    # Beside the dataset only lsflow's state for the next (incremental) export: the snapshot, the store
-    # and the index of each format's output that lets unchanged tasks' output be reused.
+    # Beside the dataset (a link to its newest version) only lsflow's state: the snapshot, the store, the
+    # versions of each format and the index of each format's output that lets unchanged tasks' output be reused.
     assert sorted(p.name for p in out.iterdir()) == [".lsflow", "COCO"]
     state = out / ".lsflow" / f"project-{image_project.id}"
-    assert sorted(p.name for p in state.iterdir()) == ["reuse", "snapshot", "store"]
+    assert sorted(p.name for p in state.iterdir()) == ["reuse", "snapshot", "store", "versions"]
     assert sorted(p.name for p in (state / "reuse").iterdir()) == ["COCO"]
 
 
@@ -103,7 +104,4 @@ def test_a_second_export_into_the_same_path_is_incremental(label_studio, tmp_pat
     again_full = lsflow_export(label_studio, str(project), "YOLO,COCO", "--path", str(tmp_path / "full"), "--full")
     assert again_full.returncode == 0, again_full.stderr
     for name in ("YOLO", "COCO"):
-        incremental = {p.relative_to(out): p.read_bytes() for p in (out / name).rglob("*") if p.is_file()}
-        full = {p.relative_to(tmp_path / "full"): p.read_bytes() for p in (tmp_path / "full" / name).rglob("*")
-                if p.is_file()}
-        assert incremental == full
+        assert dataset_files(out / name) == dataset_files(tmp_path / "full" / name)

@@ -17,12 +17,13 @@ from lsflow.core.model.entries import TaskEntry
 from lsflow.core.model.label_config import LabelConfig
 from lsflow.core.model.selection import AnnotationPolicy
 from lsflow.core.model.task import Task
-from lsflow.core.pipeline.build import FormatResult
+from lsflow.core.pipeline.build import FormatResult, Versioning
 from lsflow.core.pipeline.context import export_context
 from lsflow.core.pipeline.export import export_datasets
 from lsflow.core.pipeline.parallel import usable_cores
 from lsflow.project.layout import ProjectLayout
 from lsflow.project.snapshot import snapshot_label_config
+from lsflow.project.versions import KEEP_VERSIONS, build_facts, describer, retain, task_lineage
 from lsflow.sources.media import MediaOutcome, MediaResolver, media_keys, media_references
 
 
@@ -42,6 +43,9 @@ class DatasetOptions:
     on_media_resolved: Callable[[MediaOutcome], None] | None = None
     # Wraps the task stream (a progress bar).
     progress: Callable[[Iterator[TaskEntry]], Iterable[TaskEntry]] | None = None
+    # Project builds: the versions kept per format besides pinned ones (`lsflow.project.versions`).
+    keep_versions: int = KEEP_VERSIONS
+    label_studio_url: str | None = None  # named in each version's manifest (never a token)
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,7 @@ class BuiltDatasets:
 def write_datasets(tasks: Callable[[], Iterable[Task]], entries: Callable[[str | None], Iterator[TaskEntry]],
                    formats: list[str], out_root: Path, config: LabelConfig | None, media: MediaResolver | None,
                    settings: DatasetOptions, project_id: str | None = None,
-                   reuse_dir: Path | None = None) -> BuiltDatasets:
+                   reuse_dir: Path | None = None, versioning: Versioning | None = None) -> BuiltDatasets:
     """`tasks` reads the tasks as the model (class discovery, media references); `entries(image_key)` as
     the pass takes them. Every format is published under `out_root/<FORMAT>/` atomically."""
     not_applicable = {}
@@ -72,18 +76,25 @@ def write_datasets(tasks: Callable[[], Iterable[Task]], entries: Callable[[str |
     context = replace(export_context(config, tasks, project_id, media=media), options=settings.options or {})
     stream = entries(context.image_key)
     results = export_datasets(settings.progress(stream) if settings.progress else stream, chosen, out_root, context,
-                              settings.policy, workers=settings.workers or usable_cores(), reuse_dir=reuse_dir) \
-        if chosen else {}
+                              settings.policy, workers=settings.workers or usable_cores(), reuse_dir=reuse_dir,
+                              versioning=versioning) if chosen else {}
     return BuiltDatasets(results, context, not_applicable)
 
 
 def build_datasets(layout: ProjectLayout, formats: list[str], media: MediaResolver | None = None,
                    settings: DatasetOptions = DatasetOptions()) -> BuiltDatasets:
-    """Every format from one pass over the project's store, published under `layout.datasets_dir`,
-    reusing the output of every task the last build of the same formats already wrote."""
-    return write_datasets(lambda: iter_store_tasks(layout.store_dir), lambda _: iter_store_entries(layout.store_dir),
-                          formats, layout.datasets_dir, snapshot_label_config(layout), media, settings,
-                          project_id=layout.project_id, reuse_dir=layout.reuse_dir)
+    """Every format from one pass over the project's store, each published as a new immutable version
+    when its content changed (`datasets/<FORMAT>` shows the newest), reusing the output of every task
+    the last build of the same formats already wrote; then the versions beyond `keep_versions` go."""
+    facts = build_facts(layout, settings.policy, settings.options, settings.label_studio_url)
+    tasks = task_lineage(layout.store_dir, settings.policy)
+    versioning = Versioning(layout.versions_root, describer(facts, tasks, media, None))
+    built = write_datasets(lambda: iter_store_tasks(layout.store_dir), lambda _: iter_store_entries(layout.store_dir),
+                           formats, layout.datasets_dir, snapshot_label_config(layout), media, settings,
+                           project_id=layout.project_id, reuse_dir=layout.reuse_dir, versioning=versioning)
+    for name in built.results:
+        retain(layout, name, settings.keep_versions)
+    return built
 
 
 REGION_ACCOUNTING = "region_accounting"

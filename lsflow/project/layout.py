@@ -3,7 +3,8 @@
     project-<id>/snapshot/     the latest snapshot: export.json, label_config.xml, snapshot.json
     project-<id>/store/        the normalized store (Parquet) the datasets are built from
     project-<id>/reuse/        what the last dataset build kept of each task's output, for the next
-    project-<id>/datasets/     one folder per format, always the newest dataset
+    project-<id>/versions/     per format, its immutable versions: versions/<FORMAT>/<version id>/
+    project-<id>/datasets/     per format, a link to its newest version: datasets/<FORMAT>/
     project-<id>/.staging-*    private folders a step builds in before publishing atomically
 
 `lsflow export --path DIR` keeps the same folders under `DIR/.lsflow/` and the formats in `DIR/`.
@@ -67,7 +68,16 @@ class ProjectLayout:
         return self.datasets_root or self.project_dir / "datasets"
 
     def dataset_dir(self, format_name: str) -> Path:
+        """The newest dataset of the format: a link to its newest version."""
         return self.datasets_dir / format_name
+
+    @property
+    def versions_root(self) -> Path:
+        return self.project_dir / "versions"
+
+    def versions_dir(self, format_name: str) -> Path:
+        """Every kept version of the format, each in a folder named by its id (`lsflow.project.versions`)."""
+        return self.versions_root / format_name
 
     def staging_dir(self, name: str) -> Path:
         """A private folder beside the published one, on the same filesystem so the move is atomic."""

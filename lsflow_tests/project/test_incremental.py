@@ -15,6 +15,7 @@ from lsflow.project.snapshot import take_project_snapshot
 from lsflow.project.store import update_store
 from lsflow.sources.export_file import ExportFileSource
 from lsflow.sources.media import MediaResolver
+from lsflow_tests.dataset_files import dataset_files
 from lsflow_tests.paths import IMAGE_PROJECT, SAMPLE_MEDIA
 
 FORMATS = sorted(WRITERS)
@@ -36,8 +37,7 @@ def sync(source, root, full=False, workers=None):
     return record, changes, results, layout
 
 
-def files(directory):
-    return {p.relative_to(directory): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+files = dataset_files
 
 
 def edit_project(folder):
@@ -58,8 +58,9 @@ def test_incremental_update_equals_a_full_export_file_by_file(project, tmp_path)
     source = ExportFileSource(project.parent)
     first, _, _, layout = sync(source, tmp_path / "incremental")
     assert first.mode == "full"
-    untouched_label = next(layout.datasets_dir.rglob("*8c1d2e3f-person.txt"))
+    untouched_label = next(layout.dataset_dir("YOLO").rglob("*8c1d2e3f-person.txt"))
     inode_before = untouched_label.stat().st_ino
+    first_yolo = files(layout.dataset_dir("YOLO").resolve())
 
     edit_project(project)
     record, changes, results, layout = sync(source, tmp_path / "incremental")
@@ -73,10 +74,14 @@ def test_incremental_update_equals_a_full_export_file_by_file(project, tmp_path)
     for name in FORMATS:
         assert files(results[name].path) == files(full_results[name].path), name
 
-    # Files of untouched tasks are not rewritten; the deleted task's files are gone.
-    assert next(layout.datasets_dir.rglob("*8c1d2e3f-person.txt")).stat().st_ino == inode_before
-    assert not list(layout.datasets_dir.rglob("*b7e8f901-road.*"))
+    # Files of untouched tasks are not rewritten; the deleted task's files are gone from the new version,
+    # and the first version is still there, whole.
+    yolo = layout.dataset_dir("YOLO")
+    assert next(yolo.rglob("*8c1d2e3f-person.txt")).stat().st_ino == inode_before
+    assert not list(yolo.rglob("*b7e8f901-road.*"))
     assert results["YOLO"].files.files_removed >= 1 and results["YOLO"].files.files_kept >= 1
+    assert results["YOLO"].version.new and results["YOLO"].version.previous is not None
+    assert files(layout.versions_dir("YOLO") / results["YOLO"].version.previous) == first_yolo
 
 
 def test_applying_the_same_snapshot_twice_changes_nothing(project, tmp_path):
@@ -141,3 +146,4 @@ def test_many_tasks_through_workers_and_reuse_equal_a_single_process_full_export
     assert (changes.new, changes.changed, changes.deleted) == (0, 0, 0)
     for name in FORMATS:
         assert files(again[name].path) == files(full[name].path), name
+        assert not again[name].version.new, name  # the same content: no new version

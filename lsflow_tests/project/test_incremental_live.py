@@ -13,6 +13,7 @@ from lsflow.project.snapshot import take_project_snapshot
 from lsflow.project.store import update_store
 from lsflow.sources.label_studio import LabelStudioSource
 from lsflow.sources.media import MediaResolver
+from lsflow_tests.dataset_files import dataset_files
 from lsflow_tests.paths import IMAGE_CONFIG, SAMPLE_MEDIA
 
 ROUNDS = 4
@@ -35,8 +36,7 @@ def result(rng: random.Random) -> list[dict]:
     return [box(rng, i) for i in range(rng.randint(1, 3))]
 
 
-def files(directory):
-    return {p.relative_to(directory): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+files = dataset_files
 
 
 def sync(label_studio, root, project_id, full, formats):

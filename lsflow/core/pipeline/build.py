@@ -28,6 +28,7 @@ from lsflow.core.model.selection import AnnotationPolicy
 from lsflow.core.pipeline.parallel import BatchOutput, write_task
 from lsflow.core.pipeline.publish import PublishSummary, publish_directory
 from lsflow.core.pipeline.streams import StreamSink
+from lsflow.core.pipeline.versions import Describe, PublishedVersion, publish_version
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,15 @@ class FormatResult:
     path: Path
     report: dict
     files: PublishSummary
+    version: PublishedVersion | None = None  # when the build publishes versions
+
+
+@dataclass(frozen=True, slots=True)
+class Versioning:
+    """Publish each format as immutable versions under `root/<FORMAT>/`, the stable path a link to the newest."""
+
+    root: Path
+    describe: Callable[[str], Describe] | None = None  # per format: writes the version's manifest and card
 
 
 class Reused(NamedTuple):
@@ -190,15 +200,22 @@ class FormatBuild:
                 else:
                     working.unlink()
 
-    def publish(self, trash: Path | None) -> FormatResult:
-        files = publish_directory(self.out_dir, self.destination, trash=trash)
-        assert files is not None  # keep_unchanged (the default) always summarises
+    def publish(self, trash: Path | None, versioning: Versioning | None) -> FormatResult:
+        version = None
+        if versioning is not None:
+            describe = versioning.describe(self.name) if versioning.describe is not None else None
+            version = publish_version(self.out_dir, versioning.root / self.name, self.destination, describe)
+            files = version.files
+        else:
+            published = publish_directory(self.out_dir, self.destination, trash=trash)
+            assert published is not None  # keep_unchanged (the default) always summarises
+            files = published
         if self.recorder is not None:
             assert self._reuse_dir is not None  # set with the recorder
             # As recorded: the stream files the spans point into are these, with their size and mtime.
             self.recorder.finish(self.destination)
             publish_directory(self.recorder.directory, self._reuse_dir, keep_unchanged=False, trash=trash)
-        return FormatResult(self.name, self.destination, self.report.as_dict(), files)
+        return FormatResult(self.name, self.destination, self.report.as_dict(), files, version)
 
     def abandon(self) -> None:
         for sink in self.sinks.values():

@@ -24,7 +24,7 @@ from lsflow.core.formats.base import ExportContext
 from lsflow.core.model.entries import TaskEntry
 from lsflow.core.model.selection import AnnotationPolicy
 from lsflow.core.model.task import Task
-from lsflow.core.pipeline.build import FormatBuild, FormatResult
+from lsflow.core.pipeline.build import FormatBuild, FormatResult, Versioning
 from lsflow.core.pipeline.parallel import can_fork
 from lsflow.core.pipeline.passes import Pass
 from lsflow.core.pipeline.publish import empty_trash
@@ -41,12 +41,15 @@ def export_datasets(
     policy: AnnotationPolicy = AnnotationPolicy(),
     workers: int = 1,
     reuse_dir: Path | None = None,
+    versioning: Versioning | None = None,
 ) -> dict[str, FormatResult]:
     """Stream `tasks` once through a writer per format; publish `out_root/<FORMAT>/` atomically.
 
     `workers` > 1 writes the per-task formats in that many forked processes (where the platform
     forks); `reuse_dir` keeps each format's task outputs there for the next export, and reuses the
-    ones the previous export kept (entries need a `content_hash` for that: tasks from the store).
+    ones the previous export kept (entries need a `content_hash` for that: tasks from the store);
+    with `versioning`, each format is published as an immutable version (`lsflow.core.pipeline.versions`)
+    and `out_root/<FORMAT>` is a link to the newest.
     """
     out_root.mkdir(parents=True, exist_ok=True)
     staging = out_root / f".staging-{uuid.uuid4().hex[:12]}"
@@ -63,7 +66,7 @@ def export_datasets(
             Pass(builds, context, policy, workers if can_fork() else 1).run(tasks)
         results = {}
         for build in builds:
-            results[build.name] = build.publish(trash)
+            results[build.name] = build.publish(trash, versioning)
         finished = True
         return results
     finally:

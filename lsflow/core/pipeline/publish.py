@@ -33,7 +33,7 @@ def publish_directory(source: Path, destination: Path, keep_unchanged: bool = Tr
     removed, or moved into `trash` (on the same filesystem) for `empty_trash` to remove later:
     removing a folder of 20 000 files takes a second on a slow disk.
     """
-    summary = _carry_over_unchanged(source, destination) if keep_unchanged else None
+    summary = carry_over_unchanged(source, destination) if keep_unchanged else None
     retired = None
     if destination.exists():
         if trash is not None:
@@ -53,13 +53,18 @@ def empty_trash(trash: Path) -> None:
             shutil.rmtree(entry.path, ignore_errors=True)
 
 
-def _carry_over_unchanged(new: Path, old: Path) -> PublishSummary:
+def carry_over_unchanged(new: Path, old: Path | None, ignore: frozenset[str] = frozenset()) -> PublishSummary:
+    """Replace each file of `new` whose bytes equal `old`'s file of the same path by a hard link to it.
+    Top-level entries named in `ignore` are left out on both sides."""
     # Plain strings and scandir: a per-task format holds one file per task, and a stat or a pathlib
     # object for each of them costs more than the comparison itself.
-    if not old.exists():
+    if old is None or not old.exists():
         return PublishSummary(_count_files(str(new)), 0, 0)
     new_files = _files_with_inodes(str(new))
     old_files = _files_with_inodes(str(old))
+    if ignore:
+        new_files, old_files = ({relative: inode for relative, inode in files.items()
+                                 if relative.split("/", 1)[0] not in ignore} for files in (new_files, old_files))
     written = kept = 0
     for relative, inode in new_files.items():
         if old_files.get(relative) == inode:  # hard-linked from the published copy already

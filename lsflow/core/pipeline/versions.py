@@ -1,0 +1,190 @@
+"""Immutable dataset versions: each build that changes a dataset's content publishes a new version.
+
+    <versions dir>/<version id>/     a version, never changed once published (retention removes it whole)
+    <versions dir>/pins.json         the pinned versions: retention never removes them
+    <stable path> → <versions dir>/<id>   a symlink, switched atomically to the newest version
+
+A version's id is derived from its content: the sha256 of every dataset file's relative path and
+sha256 (the version's own description — manifest, card — left out), so the same content always gets
+the same id and a rebuild that changes nothing publishes nothing. Files whose bytes did not change are
+hard links to the previous version's, so a version where 1 % of the tasks changed costs about the disk
+of the files those tasks wrote (and of the aggregate files, which every change rewrites).
+
+A reader that resolved the stable path, or was given a version's own path, keeps reading that version
+whole: nothing in it is replaced, and it is only removed by retention.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lsflow.core.pipeline.publish import PublishSummary, carry_over_unchanged
+
+# A version's description of itself, written beside the dataset's files and not part of its id.
+MANIFEST_FILE = "lsflow_version.json"
+FILES_FILE = "lsflow_version_files.parquet"
+TASKS_FILE = "lsflow_version_tasks.parquet"
+CARD_FILE = "README.md"
+CARD_DIR = "lsflow_card"
+DESCRIPTION = frozenset({MANIFEST_FILE, FILES_FILE, TASKS_FILE, CARD_FILE, CARD_DIR})
+PINS_FILE = "pins.json"
+FILES_SCHEMA = pa.schema([("path", pa.string()), ("sha256", pa.string()), ("size", pa.int64())])
+_HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class FileDigest:
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedVersion:
+    version_id: str
+    path: Path  # the version's own folder: a path that never changes content
+    new: bool  # False when the build's content equals an existing version's (nothing was published)
+    previous: str | None  # the version the stable path showed before
+    files: PublishSummary  # against the previous version
+
+
+# Describes a version being published, in its staging folder: (folder, version id, previous id, files).
+Describe = Callable[[Path, str, "str | None", dict[str, FileDigest]], None]
+
+
+def current_version(stable_path: Path) -> str | None:
+    """The id of the version the stable path shows, or None."""
+    return Path(os.readlink(stable_path)).name if stable_path.is_symlink() else None
+
+
+def read_file_digests(version_dir: Path) -> dict[str, FileDigest]:
+    try:
+        table = pq.read_table(version_dir / FILES_FILE)
+    except (OSError, pa.ArrowException):
+        return {}
+    return {path: FileDigest(sha, size) for path, sha, size in zip(
+        table.column("path").to_pylist(), table.column("sha256").to_pylist(), table.column("size").to_pylist())}
+
+
+def write_file_digests(folder: Path, digests: dict[str, FileDigest]) -> None:
+    paths = sorted(digests)
+    table = pa.table([paths, [digests[p].sha256 for p in paths], [digests[p].size for p in paths]],
+                     schema=FILES_SCHEMA)
+    pq.write_table(table, folder / FILES_FILE)
+
+
+def version_id(digests: dict[str, FileDigest]) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(digests):
+        digest.update(f"{path}\0{digests[path].sha256}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def publish_version(staging: Path, versions_dir: Path, stable_path: Path, describe: Describe | None = None,
+                    ) -> PublishedVersion:
+    """Publish the finished dataset in `staging` as a version, and point `stable_path` at it."""
+    previous = current_version(stable_path)
+    previous_dir = versions_dir / previous if previous else None
+    if previous_dir is not None and not previous_dir.is_dir():
+        previous_dir = None
+    files = carry_over_unchanged(staging, previous_dir, ignore=DESCRIPTION)
+    known = read_file_digests(previous_dir) if previous_dir is not None else {}
+    digests = _digests(staging, previous_dir, known)
+    version = version_id(digests)
+    destination = versions_dir / version
+    new = not destination.is_dir()
+    if new:
+        if describe is not None:
+            describe(staging, version, previous, digests)
+        write_file_digests(staging, digests)
+        versions_dir.mkdir(parents=True, exist_ok=True)
+        os.rename(staging, destination)
+    else:
+        shutil.rmtree(staging, ignore_errors=True)
+    if version != previous:
+        point(stable_path, destination)
+    return PublishedVersion(version, destination, new, previous, files)
+
+
+def point(stable_path: Path, version_dir: Path) -> None:
+    """Switch the stable path to `version_dir` in one rename (a relative link: the tree can move)."""
+    stable_path.parent.mkdir(parents=True, exist_ok=True)
+    link = stable_path.parent / f".{stable_path.name}.link-{uuid.uuid4().hex[:8]}"
+    os.symlink(os.path.relpath(version_dir, stable_path.parent), link)
+    if stable_path.is_dir() and not stable_path.is_symlink():
+        # A dataset published before versions existed: replaced (not atomically, once) by the link.
+        shutil.rmtree(stable_path)
+    os.replace(link, stable_path)
+
+
+def _digests(folder: Path, previous_dir: Path | None, known: dict[str, FileDigest]) -> dict[str, FileDigest]:
+    """Every dataset file's sha256; a file hard-linked from the previous version keeps its known digest."""
+    digests = {}
+    previous_inodes = {}
+    if previous_dir is not None and known:
+        for relative in known:
+            try:
+                previous_inodes[relative] = os.stat(previous_dir / relative).st_ino
+            except OSError:
+                continue
+    for root, directories, names in os.walk(folder):
+        relative_root = os.path.relpath(root, folder)
+        if relative_root == ".":
+            directories[:] = [d for d in directories if d not in DESCRIPTION]
+            names = [n for n in names if n not in DESCRIPTION]
+        for name in names:
+            relative = name if relative_root == "." else f"{relative_root}/{name}"
+            path = os.path.join(root, name)
+            status = os.stat(path)
+            if previous_inodes.get(relative) == status.st_ino:
+                digests[relative] = known[relative]
+            else:
+                digests[relative] = FileDigest(_sha256(path), status.st_size)
+    return digests
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_pins(versions_dir: Path) -> set[str]:
+    try:
+        return set(orjson.loads((versions_dir / PINS_FILE).read_bytes()))
+    except FileNotFoundError:
+        return set()
+
+
+def set_pinned(versions_dir: Path, version: str, pinned: bool) -> None:
+    pins = read_pins(versions_dir)
+    pins = pins | {version} if pinned else pins - {version}
+    staging = versions_dir / f".{PINS_FILE}.{uuid.uuid4().hex[:8]}"
+    staging.write_bytes(orjson.dumps(sorted(pins)))
+    os.replace(staging, versions_dir / PINS_FILE)
+
+
+def apply_retention(versions_dir: Path, stable_path: Path, keep: int, newest_first: list[str]) -> list[str]:
+    """Remove the versions beyond the newest `keep`, except pinned ones and the current one; the removed ids."""
+    protected = read_pins(versions_dir) | {current_version(stable_path)}
+    removed = []
+    for version in newest_first[keep:]:
+        if version in protected:
+            continue
+        # Out of sight in one rename first, so a listing never sees half a version.
+        retired = versions_dir / f".removing-{version}-{uuid.uuid4().hex[:8]}"
+        os.rename(versions_dir / version, retired)
+        shutil.rmtree(retired, ignore_errors=True)
+        removed.append(version)
+    return removed

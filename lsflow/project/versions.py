@@ -1,0 +1,304 @@
+"""Dataset versions of a project: what each holds (its manifest), how two differ, which annotations
+trained a model, and which versions are kept.
+
+Each format of a project is published as immutable versions (`lsflow.core.pipeline.versions`):
+
+    project-<id>/versions/<FORMAT>/<version id>/   the dataset files, and its description:
+        lsflow_version.json            project, server URL (never a token), snapshot id and md5, label config
+                                       digest, lsflow version, format options, annotation policy, changes
+        lsflow_version_tasks.parquet   per task: id, split, content hash, image reference, labels, and each
+                                       exported annotation's id, annotator, updated_at, ground-truth flag
+        lsflow_version_files.parquet   per dataset file: path, sha256, size
+        README.md, lsflow_card/        the dataset card
+    project-<id>/datasets/<FORMAT>  →  the newest version (a symlink)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lsflow import __version__
+from lsflow.core.formats import writer_class
+from lsflow.core.formats.shared.ultralytics import UltralyticsWriter, split_of
+from lsflow.core.incremental.store import read_manifest
+from lsflow.core.model.media_files import MediaLookup
+from lsflow.core.model.selection import AnnotationPolicy, select_annotations
+from lsflow.core.model.task import Annotation, Task
+from lsflow.core.pipeline.versions import (
+    MANIFEST_FILE,
+    TASKS_FILE,
+    Describe,
+    FileDigest,
+    apply_retention,
+    current_version,
+    read_pins,
+    set_pinned,
+)
+from lsflow.project.layout import ProjectLayout
+
+KEEP_VERSIONS = 10  # retention's default: the newest versions kept besides pinned ones
+ANNOTATION_TYPE = pa.struct([("id", pa.int64()), ("annotator", pa.string()), ("updated_at", pa.string()),
+                             ("ground_truth", pa.bool_())])
+TASKS_SCHEMA = pa.schema([
+    ("task_id", pa.int64()), ("split", pa.string()), ("content_hash", pa.string()), ("image_ref", pa.string()),
+    ("updated_at", pa.string()), ("labels", pa.list_(pa.string())), ("annotations", pa.list_(ANNOTATION_TYPE)),
+])
+
+
+class VersionNotFound(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class BuildFacts:
+    """What every version of one build says about where it came from."""
+
+    project_id: str
+    label_studio_url: str | None
+    snapshot_id: str | None
+    snapshot_md5: str | None
+    label_config_sha256: str | None
+    annotation_policy: str
+    options: dict[str, str]
+
+
+def build_facts(layout: ProjectLayout, policy: AnnotationPolicy, options: dict[str, str] | None,
+                label_studio_url: str | None) -> BuildFacts:
+    manifest = read_manifest(layout.store_dir)
+    config = layout.snapshot_label_config
+    return BuildFacts(
+        project_id=layout.project_id, label_studio_url=label_studio_url,
+        snapshot_id=manifest.get("snapshot_id"), snapshot_md5=manifest.get("md5"),
+        label_config_sha256=hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else None,
+        annotation_policy=str(policy), options=dict(sorted((options or {}).items())),
+    )
+
+
+def annotator_of(completed_by: Any) -> str | None:
+    """The annotator as a person reads it: the email when the export has it, else the user id."""
+    if isinstance(completed_by, dict):
+        return str(completed_by.get("email") or completed_by.get("id"))
+    return None if completed_by is None else str(completed_by)
+
+
+def task_lineage(store_dir: Path, policy: AnnotationPolicy) -> pa.Table:
+    """Per task of the store: its content hash, media, and the annotations the policy exports (no split)."""
+    tasks = pq.read_table(store_dir / "tasks.parquet", columns=["task_id", "content_hash", "image_ref", "updated_at"])
+    annotations = pq.read_table(store_dir / "annotations.parquet", columns=[
+        "task_id", "annotation_id", "kind", "was_cancelled", "ground_truth", "completed_by", "created_at", "updated_at"])
+    regions = pq.read_table(store_dir / "regions.parquet", columns=["task_id", "annotation_id", "kind", "labels"])
+    by_task: dict[int, list[Annotation]] = {}
+    for row in annotations.to_pylist():
+        if row["kind"] != "annotation":
+            continue
+        by_task.setdefault(row["task_id"], []).append(Annotation(
+            row["annotation_id"], False, bool(row["was_cancelled"]), bool(row["ground_truth"]),
+            orjson.loads(row["completed_by"]) if row["completed_by"] else None, row["created_at"], row["updated_at"],
+            (), {}))
+    labels: dict[tuple[int, int], list[str]] = {}
+    for row in regions.to_pylist():
+        if row["kind"] == "annotation" and row["labels"]:
+            labels.setdefault((row["task_id"], row["annotation_id"]), []).append(row["labels"][0])
+    rows: dict[str, list] = {name: [] for name in TASKS_SCHEMA.names}
+    for task_id, content_hash, image_ref, updated_at in zip(*(tasks.column(n).to_pylist() for n in tasks.column_names)):
+        chosen, _ = select_annotations(Task(task_id, {}, tuple(by_task.get(task_id, ())), (), updated_at, {}), policy)
+        rows["task_id"].append(task_id)
+        rows["split"].append(None)
+        rows["content_hash"].append(content_hash)
+        rows["image_ref"].append(image_ref)
+        rows["updated_at"].append(updated_at)
+        rows["labels"].append([label for a in chosen for label in labels.get((task_id, a.id), ())])
+        rows["annotations"].append([{"id": a.id, "annotator": annotator_of(a.completed_by), "updated_at": a.updated_at,
+                                     "ground_truth": a.ground_truth} for a in chosen])
+    return pa.table(rows, schema=TASKS_SCHEMA)
+
+
+def with_splits(tasks: pa.Table, format_name: str) -> pa.Table:
+    """The tasks with the split each lands in, for the formats that split (the YOLO family)."""
+    if not issubclass(writer_class(format_name), UltralyticsWriter):
+        return tasks
+    splits = pa.array([split_of(task_id) for task_id in tasks.column("task_id").to_pylist()], type=pa.string())
+    return tasks.set_column(tasks.schema.get_field_index("split"), "split", splits)
+
+
+def describer(facts: BuildFacts, tasks: pa.Table, media: MediaLookup | None,
+              write_card: Callable[[Path, dict, pa.Table, MediaLookup | None], None] | None) -> Callable[[str], Describe]:
+    """Per format, what writes a new version's manifest, task table and card into its folder."""
+
+    def for_format(format_name: str) -> Describe:
+        format_tasks = with_splits(tasks, format_name)
+
+        def describe(folder: Path, version: str, previous: str | None, files: dict[str, FileDigest]) -> None:
+            pq.write_table(format_tasks, folder / TASKS_FILE)
+            changes = None
+            if previous is not None and (folder.parent / previous / TASKS_FILE).is_file():
+                changes = diff_tables(pq.read_table(folder.parent / previous / TASKS_FILE), format_tasks).counts()
+            report = orjson.loads((folder / "lsflow_report.json").read_bytes())
+            manifest = {
+                "version": version, "format": format_name, "created_at": datetime.now(UTC).isoformat(),
+                "previous_version": previous, "project_id": facts.project_id,
+                "label_studio_url": facts.label_studio_url,
+                "snapshot": {"id": facts.snapshot_id, "md5": facts.snapshot_md5},
+                "label_config_sha256": facts.label_config_sha256, "lsflow_version": __version__,
+                "options": facts.options, "annotation_policy": facts.annotation_policy,
+                "tasks": report["tasks"], "regions_written": report["regions_written"],
+                "regions_dropped": report["regions_dropped"], "files": len(files),
+                "bytes": sum(f.size for f in files.values()), "changes": changes,
+            }
+            if write_card is not None:
+                write_card(folder, manifest, format_tasks, media)
+            (folder / MANIFEST_FILE).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+
+        return describe
+
+    return for_format
+
+
+# --- reading versions -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: str
+    path: Path
+    manifest: dict
+    current: bool
+    pinned: bool
+
+
+def list_versions(layout: ProjectLayout, format_name: str) -> list[VersionInfo]:
+    """The format's versions, newest first."""
+    root = layout.versions_dir(format_name)
+    if not root.is_dir():
+        return []
+    current, pins = current_version(layout.dataset_dir(format_name)), read_pins(root)
+    found = []
+    for folder in root.iterdir():
+        manifest_file = folder / MANIFEST_FILE
+        if folder.name.startswith(".") or not manifest_file.is_file():
+            continue
+        manifest = orjson.loads(manifest_file.read_bytes())
+        found.append(VersionInfo(folder.name, folder, manifest, folder.name == current, folder.name in pins))
+    return sorted(found, key=lambda info: info.manifest.get("created_at", ""), reverse=True)
+
+
+def find_version(layout: ProjectLayout, format_name: str, wanted: str) -> VersionInfo:
+    """A version by id or unique id prefix, or `current`."""
+    versions = list_versions(layout, format_name)
+    matches = [v for v in versions if (v.current if wanted == "current" else v.version.startswith(wanted))]
+    if len(matches) != 1:
+        known = ", ".join(v.version for v in versions[:10]) or "none"
+        why = "matches several versions" if matches else "is not a version of it"
+        raise VersionNotFound(f"project {layout.project_id} {format_name}: '{wanted}' {why} (versions: {known})")
+    return matches[0]
+
+
+def read_tasks(version: VersionInfo) -> pa.Table:
+    return pq.read_table(version.path / TASKS_FILE)
+
+
+@dataclass
+class AnnotationChange:
+    task_id: int
+    annotation_id: int
+    annotator: str | None
+    updated_at: str | None
+
+
+@dataclass
+class VersionDiff:
+    tasks_added: list[int] = field(default_factory=list)
+    tasks_removed: list[int] = field(default_factory=list)
+    tasks_changed: list[int] = field(default_factory=list)
+    annotations_added: list[AnnotationChange] = field(default_factory=list)
+    annotations_removed: list[AnnotationChange] = field(default_factory=list)
+    annotations_edited: list[AnnotationChange] = field(default_factory=list)
+    classes_before: dict[str, dict[str, int]] = field(default_factory=dict)  # split → class → regions
+    classes_after: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        return {name: len(getattr(self, name)) for name in (
+            "tasks_added", "tasks_removed", "tasks_changed", "annotations_added", "annotations_removed",
+            "annotations_edited")}
+
+    def as_dict(self) -> dict[str, Any]:
+        def changes(items: list[AnnotationChange]) -> list[dict]:
+            return [vars(item) for item in items]
+
+        return {"counts": self.counts(), "tasks_added": self.tasks_added, "tasks_removed": self.tasks_removed,
+                "tasks_changed": self.tasks_changed, "annotations_added": changes(self.annotations_added),
+                "annotations_removed": changes(self.annotations_removed),
+                "annotations_edited": changes(self.annotations_edited),
+                "classes_before": self.classes_before, "classes_after": self.classes_after}
+
+
+def class_counts(tasks: pa.Table) -> dict[str, dict[str, int]]:
+    """split ("all" for formats without splits) → class → regions."""
+    counts: dict[str, Counter[str]] = {}
+    for split, labels in zip(tasks.column("split").to_pylist(), tasks.column("labels").to_pylist()):
+        counts.setdefault(split or "all", Counter()).update(labels or ())
+    return {split: dict(sorted(counter.items())) for split, counter in sorted(counts.items())}
+
+
+def diff_tables(before: pa.Table, after: pa.Table) -> VersionDiff:
+    old = {row["task_id"]: row for row in before.to_pylist()}
+    new = {row["task_id"]: row for row in after.to_pylist()}
+    diff = VersionDiff(classes_before=class_counts(before), classes_after=class_counts(after))
+    diff.tasks_added = sorted(set(new) - set(old))
+    diff.tasks_removed = sorted(set(old) - set(new))
+    diff.tasks_changed = sorted(t for t in set(old) & set(new) if old[t]["content_hash"] != new[t]["content_hash"])
+    for task_id in sorted(set(old) | set(new)):
+        was = {a["id"]: a for a in (old[task_id]["annotations"] if task_id in old else [])}
+        now = {a["id"]: a for a in (new[task_id]["annotations"] if task_id in new else [])}
+        for annotation_id in sorted(set(now) - set(was)):
+            a = now[annotation_id]
+            diff.annotations_added.append(AnnotationChange(task_id, annotation_id, a["annotator"], a["updated_at"]))
+        for annotation_id in sorted(set(was) - set(now)):
+            a = was[annotation_id]
+            diff.annotations_removed.append(AnnotationChange(task_id, annotation_id, a["annotator"], a["updated_at"]))
+        for annotation_id in sorted(set(was) & set(now)):
+            if was[annotation_id]["updated_at"] != now[annotation_id]["updated_at"]:
+                a = now[annotation_id]
+                diff.annotations_edited.append(AnnotationChange(task_id, annotation_id, a["annotator"], a["updated_at"]))
+    return diff
+
+
+def diff_versions(layout: ProjectLayout, format_name: str, first: str, second: str) -> VersionDiff:
+    return diff_tables(read_tasks(find_version(layout, format_name, first)),
+                       read_tasks(find_version(layout, format_name, second)))
+
+
+def lineage(layout: ProjectLayout, format_name: str, version: str, task_id: int | None = None) -> list[dict]:
+    """The annotations a version holds, task by task: (task, annotation, annotator, updated_at, ground truth)."""
+    tasks = read_tasks(find_version(layout, format_name, version))
+    rows = []
+    for row in tasks.to_pylist():
+        if task_id is not None and row["task_id"] != task_id:
+            continue
+        for annotation in row["annotations"]:
+            rows.append({"task_id": row["task_id"], "split": row["split"], "annotation_id": annotation["id"],
+                         "annotator": annotation["annotator"], "updated_at": annotation["updated_at"],
+                         "ground_truth": annotation["ground_truth"]})
+    return rows
+
+
+def pin(layout: ProjectLayout, format_name: str, version: str, pinned: bool = True) -> VersionInfo:
+    found = find_version(layout, format_name, version)
+    set_pinned(layout.versions_dir(format_name), found.version, pinned)
+    return found
+
+
+def retain(layout: ProjectLayout, format_name: str, keep: int = KEEP_VERSIONS) -> list[str]:
+    """Remove the versions beyond the newest `keep`, never a pinned one or the current one."""
+    newest_first = [v.version for v in list_versions(layout, format_name)]
+    return apply_retention(layout.versions_dir(format_name), layout.dataset_dir(format_name), keep, newest_first)
