@@ -9,8 +9,7 @@ import dagster as dg
 
 from lsflow.core.formats import WRITERS, writer_class
 from lsflow.core.incremental.store import read_manifest
-from lsflow.core.pipeline.publish import directory_digest
-from lsflow.defs.metadata import check_result, label_table, media_metadata
+from lsflow.defs.metadata import check_result, label_table, media_metadata, version_metadata
 from lsflow.defs.partitions import project_partitions
 from lsflow.defs.resources import DatasetSettings, TaskSourceResource
 from lsflow.project.datasets import REGION_ACCOUNTING, DatasetOptions, build_datasets, dataset_checks
@@ -123,7 +122,7 @@ def _check_specs() -> list[dg.AssetCheckSpec]:
     can_subset=True,
     partitions_def=project_partitions,
 )
-def datasets(context: dg.AssetExecutionContext, settings: DatasetSettings):
+def datasets(context: dg.AssetExecutionContext, settings: DatasetSettings, task_source: TaskSourceResource):
     """Every selected format from one pass over the normalized store."""
     layout = _layout(context, settings)
     selected = [name for name, key in FORMAT_KEYS.items() if key in context.selected_asset_keys]
@@ -136,16 +135,20 @@ def datasets(context: dg.AssetExecutionContext, settings: DatasetSettings):
     with media:
         built = build_datasets(layout, selected, media, DatasetOptions(
             policy=settings.policy(), options=settings.writer_options, workers=settings.workers,
-            write_inapplicable=False, on_not_applicable=skipped))
+            write_inapplicable=False, on_not_applicable=skipped, keep_versions=settings.keep_versions,
+            label_studio_url=task_source.server_url()))
     snapshot_id = read_manifest(layout.store_dir).get("snapshot_id") or ""
     media_counts = media_metadata(context.log, media)
     for name, result in built.results.items():
         key = FORMAT_KEYS[name]
         report = result.report
+        version = result.version
+        assert version is not None  # a project build publishes versions
         yield dg.MaterializeResult(
             asset_key=key,
             metadata={
                 "path": dg.MetadataValue.path(str(result.path)),
+                **version_metadata(version),
                 "snapshot_id": snapshot_id,
                 "tasks": report["tasks"],
                 "annotations_exported": report["annotations_exported"],
@@ -160,7 +163,7 @@ def datasets(context: dg.AssetExecutionContext, settings: DatasetSettings):
                 "files_removed": result.files.files_removed,
                 **media_counts,
             },
-            data_version=dg.DataVersion(directory_digest(result.path)),
+            data_version=dg.DataVersion(version.version_id),
             check_results=[
                 check_result(key, outcome, name)
                 for outcome in dataset_checks(result, built.context)

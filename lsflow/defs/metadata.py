@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import dagster as dg
+import orjson
 
 from lsflow.core.formats.base import CheckOutcome
+from lsflow.core.pipeline.versions import CARD_DIR, CARD_FILE, MANIFEST_FILE, PublishedVersion
 from lsflow.project.datasets import check_is_blocking
 from lsflow.sources.media import MediaResolver
 
@@ -30,6 +32,27 @@ def media_metadata(log: dg.DagsterLogManager, media: MediaResolver) -> dict[str,
             "| outcome | files | reason | example |\n|---|---|---|---|\n" + rows if rows else "none"
         ),
     }
+
+
+def version_metadata(version: PublishedVersion) -> dict[str, Any]:
+    """The version a materialization published (or found unchanged): its id, immutable path, what changed, card."""
+    manifest = orjson.loads((version.path / MANIFEST_FILE).read_bytes())
+    # Against the version shown before: a build that changed nothing published nothing and changed nothing.
+    changes = manifest.get("changes") or {}
+    if not version.new:
+        changes = dict.fromkeys(changes, 0)
+    metadata: dict[str, Any] = {
+        "dataset_version": version.version_id,
+        "version_path": dg.MetadataValue.path(str(version.path)),
+        "new_version": version.new,
+        "previous_version": version.previous or "",
+        **{f"version_{name}": count for name, count in changes.items()},
+    }
+    if (version.path / CARD_FILE).is_file():
+        metadata["dataset_card"] = dg.MetadataValue.path(str(version.path / CARD_FILE))
+        for picture in sorted((version.path / CARD_DIR).glob("*.png")):
+            metadata[f"card_{picture.stem}"] = dg.MetadataValue.path(str(picture))
+    return metadata
 
 
 def _cell(text: str) -> str:

@@ -14,6 +14,7 @@ from typing import cast
 import dagster as dg
 
 from lsflow.core.model.selection import AnnotationPolicy
+from lsflow.project.versions import KEEP_VERSIONS
 from lsflow.sources.base import TaskSource
 from lsflow.sources.export_file import ExportFileSource
 from lsflow.sources.label_studio import (
@@ -33,6 +34,10 @@ _DEFAULT_LIMITS = DownloadLimits()
 class TaskSourceResource(dg.ConfigurableResource):
     def open(self) -> TaskSource:
         raise NotImplementedError
+
+    def server_url(self) -> str | None:
+        """The Label Studio the tasks come from, named in each dataset version's manifest (never a token)."""
+        return None
 
 
 class ExportFileSourceResource(TaskSourceResource):
@@ -100,6 +105,9 @@ class LabelStudioResource(TaskSourceResource):
     annotation_filter_options: AnnotationFilterOptions = AnnotationFilterOptions()
     serialization_options: SerializationOptions = SerializationOptions()
 
+    def server_url(self) -> str | None:
+        return self.url
+
     def open(self) -> LabelStudioSource:
         options = SnapshotOptions(
             TaskFilter(**self.task_filter_options.model_dump(mode="json")),
@@ -135,6 +143,8 @@ class DatasetSettings(dg.ConfigurableResource):
     writer_options: dict[str, str] = {}
     # Processes writing a partition's tasks; unset: one a usable core.
     workers: int | None = None
+    # Dataset versions kept per format besides the pinned ones and the current one.
+    keep_versions: int = KEEP_VERSIONS
 
     def policy(self) -> AnnotationPolicy:
         return AnnotationPolicy.parse(self.annotation_policy)
@@ -171,4 +181,5 @@ def settings_from_environment() -> DatasetSettings:
         annotation_policy=os.environ.get("LSFLOW_ANNOTATION_POLICY", "all"),
         media_root=os.environ.get("LSFLOW_MEDIA_ROOT", SAMPLE_MEDIA_ROOT if uses_sample else None),
         workers=int(os.environ["LSFLOW_WORKERS"]) if os.environ.get("LSFLOW_WORKERS") else None,
+        keep_versions=int(os.environ.get("LSFLOW_KEEP_VERSIONS") or KEEP_VERSIONS),
     )

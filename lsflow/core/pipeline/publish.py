@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import stat
@@ -121,14 +120,3 @@ def _same_bytes(published: str, fresh: str) -> bool:
             if not old_chunk:
                 return True
 
-
-def directory_digest(directory: Path) -> str:
-    """A digest of every file's relative path and bytes: equal exactly when the contents are."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
-        with open(path, "rb") as stream:
-            while chunk := stream.read(1 << 20):
-                digest.update(chunk)
-        digest.update(b"\0")
-    return digest.hexdigest()
