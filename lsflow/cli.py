@@ -4,16 +4,23 @@
                    [--allow-host HOST ...] [--cache-dir DIR] [--local-files-root DIR] [--option NAME=VALUE ...]
                    [--workers N]
     lsflow export PROJECT_ID FORMAT --path DIR [--full] [--media-root DIR] [--annotations POLICY] [--option NAME=VALUE ...]
-                  [--workers N]
+                  [--workers N] [--keep-versions N]
+    lsflow versions list PROJECT_ID FORMAT [--root DIR | --path DIR] [--json]
+    lsflow versions diff PROJECT_ID FORMAT V1 V2 [--root DIR | --path DIR] [--json]
+    lsflow versions lineage PROJECT_ID FORMAT VERSION [--task ID] [--root DIR | --path DIR] [--json]
+    lsflow versions pin|unpin PROJECT_ID FORMAT VERSION [--root DIR | --path DIR]
+    lsflow versions prune PROJECT_ID FORMAT [--keep N] [--root DIR | --path DIR] [--json]
     lsflow partitions add [PROJECT_ID ...]
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -25,6 +32,8 @@ from lsflow.core.pipeline.build import FormatResult
 from lsflow.core.pipeline.parallel import usable_cores
 from lsflow.project.convert import convert_export
 from lsflow.project.datasets import DatasetOptions
+from lsflow.project.layout import ProjectLayout
+from lsflow.project.versions import KEEP_VERSIONS, VersionInfo, VersionNotFound
 from lsflow.sources.media import MediaOutcome, MediaReport, MediaResolver
 from lsflow.sources.media_download import DownloadLimits
 
@@ -188,8 +197,10 @@ def _echo_media_report(report: MediaReport) -> None:
               help="A writer option, as for `lsflow convert`. Repeatable.")
 @click.option("--workers", type=click.IntRange(min=1), default=usable_cores, show_default="the usable cores",
               help="Processes writing tasks (1: all in this one).")
+@click.option("--keep-versions", type=click.IntRange(min=1), default=KEEP_VERSIONS, show_default=True,
+              help="Versions kept per format besides pinned ones (`lsflow versions pin`); older ones are removed.")
 def export(project_id: str, formats: str, out_dir: Path, full: bool, media_root: Path | None, policy_text: str,
-           option_pairs: tuple[str, ...], workers: int) -> None:
+           option_pairs: tuple[str, ...], workers: int, keep_versions: int) -> None:
     """Export project PROJECT_ID of a running Label Studio into FORMAT (comma-separated names).
 
     `label-studio export PROJECT FORMAT --path DIR`, but over the API from any machine. The first run
@@ -199,13 +210,11 @@ def export(project_id: str, formats: str, out_dir: Path, full: bool, media_root:
     LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (a personal access token or a legacy token);
     `DEBUG=1 LOG_LEVEL=DEBUG` shows each step.
     """
-    import os
     import shutil
 
     from tqdm import tqdm
 
     from lsflow.project.datasets import build_datasets
-    from lsflow.project.layout import ProjectLayout
     from lsflow.project.snapshot import take_project_snapshot
     from lsflow.project.store import update_store
     from lsflow.sources.label_studio import LabelStudioError, LabelStudioSource
@@ -230,7 +239,7 @@ def export(project_id: str, formats: str, out_dir: Path, full: bool, media_root:
         with media, _MediaProgress() as media_progress:
             built = build_datasets(layout, names, media, DatasetOptions(
                 policy=policy, options=options, workers=workers, on_not_applicable=_warn_not_applicable,
-                on_media_resolved=media_progress,
+                on_media_resolved=media_progress, keep_versions=keep_versions, label_studio_url=url or None,
                 progress=lambda tasks: tqdm(tasks, desc="tasks", unit=" tasks", total=summary.tasks, disable=None)))
     except (LabelStudioError, ExportFormatError, UnknownFormatError, LabelConfigError, ValueError) as error:
         if first_export:  # nothing of a failed first export stays behind
@@ -252,11 +261,248 @@ def _log_from_environment() -> None:
     httpcore stays quiet: at DEBUG it prints raw response headers, session cookies included.
     """
     import logging
-    import os
 
     level = os.environ.get("LOG_LEVEL") or ("DEBUG" if os.environ.get("DEBUG") == "1" else "WARNING")
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpcore").setLevel(max(logging.INFO, logging.getLogger().level))
+
+
+# --- lsflow versions ---------------------------------------------------------------------------------
+
+_DEFAULT_OUTPUT_ROOT = "data/output"
+
+
+def _version_location(command: Callable[..., Any]) -> Callable[..., Any]:
+    """PROJECT_ID FORMAT and where the project's output is: --root (Dagster's) or --path (`lsflow export`)."""
+    command = click.option("--path", "export_path", type=click.Path(file_okay=False, path_type=Path),
+                           help="An `lsflow export --path` folder (instead of --root).")(command)
+    command = click.option("--root", type=click.Path(file_okay=False, path_type=Path),
+                           help=f"The output root projects are built under [env LSFLOW_OUTPUT_ROOT; default "
+                                f"{_DEFAULT_OUTPUT_ROOT}].")(command)
+    command = click.argument("format_name", metavar="FORMAT")(command)
+    return click.argument("project_id")(command)
+
+
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document, for scripts.")
+
+
+def _versions_layout(project_id: str, format_text: str, root: Path | None,
+                     export_path: Path | None) -> tuple[ProjectLayout, str]:
+    """The project's layout and the format's name, or a ClickException naming what is missing."""
+    if root is not None and export_path is not None:
+        raise click.UsageError("--root and --path are mutually exclusive")
+    try:
+        names = parse_formats(format_text)
+    except UnknownFormatError as error:
+        raise click.ClickException(str(error)) from None
+    if len(names) != 1:
+        raise click.UsageError(f"one FORMAT at a time, not {format_text!r}")
+    format_name = names[0]
+    if export_path is not None:
+        layout = ProjectLayout.for_export_path(export_path, project_id)
+        where = f"export folder {export_path}"
+    else:
+        root = root or Path(os.environ.get("LSFLOW_OUTPUT_ROOT") or _DEFAULT_OUTPUT_ROOT)
+        layout = ProjectLayout(root, project_id)
+        where = f"output root {root}"
+    if not layout.project_dir.is_dir():
+        raise click.ClickException(f"project {project_id}: no project folder in {where} ({layout.project_dir})")
+    if not layout.versions_dir(format_name).is_dir():
+        kept = sorted(p.name for p in layout.versions_root.iterdir() if p.is_dir()) \
+            if layout.versions_root.is_dir() else []
+        raise click.ClickException(f"project {project_id} {format_name}: no versions in {where} "
+                                   f"(formats with versions: {', '.join(kept) or 'none'})")
+    return layout, format_name
+
+
+def _echo_json(document: Any) -> None:
+    import orjson
+
+    click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
+
+
+def _echo_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], indent: str = "") -> None:
+    """Aligned plain-text columns: numbers to the right, text to the left."""
+    cells = [[str(h) for h in headers]] + [["-" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    numeric = [bool(rows) and all(isinstance(row[i], int) or str(row[i]).lstrip("+-").isdigit() for row in rows)
+               for i in range(len(headers))]
+    for row in cells:
+        click.echo(indent + "  ".join(cell.rjust(w) if num else cell.ljust(w)
+                                      for cell, w, num in zip(row, widths, numeric)).rstrip())
+
+
+def _regions_per_split(version: VersionInfo) -> dict[str, int]:
+    from lsflow.project.versions import class_counts, read_tasks
+
+    return {split: sum(counts.values()) for split, counts in class_counts(read_tasks(version)).items()}
+
+
+def _changes_text(changes: dict[str, int] | None) -> str:
+    if changes is None:
+        return "-"
+    return (f"tasks +{changes['tasks_added']} -{changes['tasks_removed']} ~{changes['tasks_changed']}, "
+            f"annotations +{changes['annotations_added']} -{changes['annotations_removed']} "
+            f"~{changes['annotations_edited']}")
+
+
+def _find(layout: ProjectLayout, format_name: str, wanted: str) -> VersionInfo:
+    from lsflow.project.versions import find_version
+
+    try:
+        return find_version(layout, format_name, wanted)
+    except VersionNotFound as error:
+        raise click.ClickException(str(error)) from None
+
+
+@main.group()
+def versions() -> None:
+    """A project's immutable dataset versions: list, diff, lineage, pins and retention.
+
+    VERSION is a version id, a unique prefix of one, or `current`.
+    """
+
+
+@versions.command("list")
+@_version_location
+@_json_option
+def versions_list(project_id: str, format_name: str, root: Path | None, export_path: Path | None,
+                  as_json: bool) -> None:
+    """The versions of PROJECT_ID's FORMAT dataset, newest first."""
+    from lsflow.project.versions import list_versions
+
+    layout, format_name = _versions_layout(project_id, format_name, root, export_path)
+    found = [(v, _regions_per_split(v)) for v in list_versions(layout, format_name)]
+    if as_json:
+        _echo_json({"project_id": project_id, "format": format_name, "versions": [{
+            "version": v.version, "created_at": v.manifest.get("created_at"), "current": v.current,
+            "pinned": v.pinned, "previous_version": v.manifest.get("previous_version"),
+            "tasks": v.manifest.get("tasks"), "regions_written": v.manifest.get("regions_written"),
+            "regions_dropped": v.manifest.get("regions_dropped"), "regions_per_split": splits,
+            "changes": v.manifest.get("changes"), "path": str(v.path)} for v, splits in found]})
+        return
+    click.echo(f"project {project_id} {format_name}: {len(found)} version{'s' if len(found) != 1 else ''}")
+    _echo_table(["VERSION", "CREATED", "MARKS", "TASKS", "WRITTEN", "DROPPED", "REGIONS PER SPLIT", "CHANGES"], [
+        [v.version, v.manifest.get("created_at"),
+         ",".join(mark for mark, on in (("current", v.current), ("pinned", v.pinned)) if on) or "-",
+         v.manifest.get("tasks"), v.manifest.get("regions_written"), v.manifest.get("regions_dropped"),
+         " ".join(f"{split}={count}" for split, count in splits.items()) or "-",
+         _changes_text(v.manifest.get("changes"))] for v, splits in found])
+
+
+@versions.command("diff")
+@_version_location
+@click.argument("first", metavar="V1")
+@click.argument("second", metavar="V2")
+@_json_option
+def versions_diff(project_id: str, format_name: str, root: Path | None, export_path: Path | None, first: str,
+                  second: str, as_json: bool) -> None:
+    """What changed from version V1 to V2: tasks, annotations, and regions per class and split."""
+    from lsflow.project.versions import diff_versions
+
+    layout, format_name = _versions_layout(project_id, format_name, root, export_path)
+    before, after = _find(layout, format_name, first), _find(layout, format_name, second)
+    diff = diff_versions(layout, format_name, before.version, after.version)
+    classes = []
+    for split in sorted(set(diff.classes_before) | set(diff.classes_after)):
+        was, now = diff.classes_before.get(split, {}), diff.classes_after.get(split, {})
+        for name in sorted(set(was) | set(now)):
+            classes.append({"split": split, "class": name, "before": was.get(name, 0), "after": now.get(name, 0),
+                            "delta": now.get(name, 0) - was.get(name, 0)})
+    if as_json:
+        _echo_json({"project_id": project_id, "format": format_name, "from": before.version, "to": after.version,
+                    **diff.as_dict(), "classes": classes})
+        return
+    click.echo(f"project {project_id} {format_name}: {before.version} -> {after.version}")
+    for label, ids in (("added", diff.tasks_added), ("removed", diff.tasks_removed),
+                       ("changed", diff.tasks_changed)):
+        click.echo(f"tasks {label} ({len(ids)}): {', '.join(map(str, ids)) or '-'}")
+    for label, changes in (("added", diff.annotations_added), ("removed", diff.annotations_removed),
+                           ("edited", diff.annotations_edited)):
+        click.echo(f"annotations {label} ({len(changes)})")
+        if changes:
+            _echo_table(["TASK", "ANNOTATION", "ANNOTATOR", "UPDATED_AT"],
+                        [[c.task_id, c.annotation_id, c.annotator, c.updated_at] for c in changes], indent="    ")
+    click.echo("regions per class")
+    _echo_table(["SPLIT", "CLASS", "BEFORE", "AFTER", "DELTA"],
+                [[c["split"], c["class"], c["before"], c["after"], f"{c['delta']:+d}"] for c in classes],
+                indent="    ")
+
+
+@versions.command("lineage")
+@_version_location
+@click.argument("version", metavar="VERSION")
+@click.option("--task", "task_id", type=int, help="Only this task's annotations.")
+@_json_option
+def versions_lineage(project_id: str, format_name: str, root: Path | None, export_path: Path | None, version: str,
+                     task_id: int | None, as_json: bool) -> None:
+    """The annotations VERSION holds: task, split, annotation, annotator, updated_at, ground truth."""
+    from lsflow.project.versions import lineage, read_tasks
+
+    layout, format_name = _versions_layout(project_id, format_name, root, export_path)
+    found = _find(layout, format_name, version)
+    if task_id is not None and task_id not in read_tasks(found).column("task_id").to_pylist():
+        raise click.ClickException(f"project {project_id} {format_name}: task {task_id} is not in version "
+                                   f"{found.version}")
+    rows = lineage(layout, format_name, found.version, task_id)
+    if as_json:
+        _echo_json({"project_id": project_id, "format": format_name, "version": found.version, "task_id": task_id,
+                    "annotations": rows})
+        return
+    click.echo(f"project {project_id} {format_name} {found.version}: {len(rows)} annotation"
+               f"{'s' if len(rows) != 1 else ''}")
+    _echo_table(["TASK", "SPLIT", "ANNOTATION", "ANNOTATOR", "UPDATED_AT", "GROUND_TRUTH"], [
+        [r["task_id"], r["split"], r["annotation_id"], r["annotator"], r["updated_at"],
+         "yes" if r["ground_truth"] else "no"] for r in rows])
+
+
+def _set_pin(project_id: str, format_name: str, root: Path | None, export_path: Path | None, version: str,
+             pinned: bool) -> None:
+    from lsflow.project.versions import pin
+
+    layout, format_name = _versions_layout(project_id, format_name, root, export_path)
+    found = _find(layout, format_name, version)  # its message names the project and format
+    pin(layout, format_name, found.version, pinned)
+    click.echo(f"project {project_id} {format_name}: {'pinned' if pinned else 'unpinned'} {found.version}")
+
+
+@versions.command("pin")
+@_version_location
+@click.argument("version", metavar="VERSION")
+def versions_pin(project_id: str, format_name: str, root: Path | None, export_path: Path | None,
+                 version: str) -> None:
+    """Keep VERSION whatever retention says."""
+    _set_pin(project_id, format_name, root, export_path, version, True)
+
+
+@versions.command("unpin")
+@_version_location
+@click.argument("version", metavar="VERSION")
+def versions_unpin(project_id: str, format_name: str, root: Path | None, export_path: Path | None,
+                   version: str) -> None:
+    """Let retention remove VERSION again."""
+    _set_pin(project_id, format_name, root, export_path, version, False)
+
+
+@versions.command("prune")
+@_version_location
+@click.option("--keep", type=click.IntRange(min=1), default=KEEP_VERSIONS, show_default=True,
+              help="The newest versions kept; pinned versions and the current one are always kept.")
+@_json_option
+def versions_prune(project_id: str, format_name: str, root: Path | None, export_path: Path | None, keep: int,
+                   as_json: bool) -> None:
+    """Remove the versions beyond the newest KEEP (retention by hand); prints the removed ids."""
+    from lsflow.project.versions import retain
+
+    layout, format_name = _versions_layout(project_id, format_name, root, export_path)
+    removed = retain(layout, format_name, keep)
+    if as_json:
+        _echo_json({"project_id": project_id, "format": format_name, "keep": keep, "removed": removed})
+        return
+    click.echo(f"project {project_id} {format_name}: removed {len(removed)} version"
+               f"{'s' if len(removed) != 1 else ''}")
+    for version in removed:
+        click.echo(version)
 
 
 @main.group()
