@@ -70,9 +70,6 @@ def test_list_shows_both_versions_newest_first_with_their_changes(built):
     assert built["v1"] in text and built["v2"] in text and "current" in text
 
 
-@pytest.mark.xfail(strict=True, reason="lsflow.project.versions.describer looks for the previous version beside "
-                                       "the staging folder (folder.parent / previous), not in the versions dir, "
-                                       "so every manifest's `changes` is None")
 def test_list_shows_the_changes_from_the_previous_version(built):
     newest = as_json(built, "list", "1", FORMAT)["versions"][0]
     assert newest["changes"] == {"tasks_added": 1, "tasks_removed": 1, "tasks_changed": 1,

@@ -88,7 +88,7 @@ def build_datasets(layout: ProjectLayout, formats: list[str], media: MediaResolv
     the last build of the same formats already wrote; then the versions beyond `keep_versions` go."""
     facts = build_facts(layout, settings.policy, settings.options, settings.label_studio_url)
     tasks = task_lineage(layout.store_dir, settings.policy)
-    versioning = Versioning(layout.versions_root, describer(facts, tasks, media, None))
+    versioning = Versioning(layout.versions_root, describer(layout.versions_root, facts, tasks, media, None))
     built = write_datasets(lambda: iter_store_tasks(layout.store_dir), lambda _: iter_store_entries(layout.store_dir),
                            formats, layout.datasets_dir, snapshot_label_config(layout), media, settings,
                            project_id=layout.project_id, reuse_dir=layout.reuse_dir, versioning=versioning)

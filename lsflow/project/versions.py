@@ -96,7 +96,7 @@ def task_lineage(store_dir: Path, policy: AnnotationPolicy) -> pa.Table:
     tasks = pq.read_table(store_dir / "tasks.parquet", columns=["task_id", "content_hash", "image_ref", "updated_at"])
     annotations = pq.read_table(store_dir / "annotations.parquet", columns=[
         "task_id", "annotation_id", "kind", "was_cancelled", "ground_truth", "completed_by", "created_at", "updated_at"])
-    regions = pq.read_table(store_dir / "regions.parquet", columns=["task_id", "annotation_id", "kind", "labels"])
+    regions = pq.read_table(store_dir / "regions.parquet", columns=["task_id", "annotation_id", "kind", "type", "labels"])
     by_task: dict[int, list[Annotation]] = {}
     for row in annotations.to_pylist():
         if row["kind"] != "annotation":
@@ -107,7 +107,9 @@ def task_lineage(store_dir: Path, policy: AnnotationPolicy) -> pa.Table:
             (), {}))
     labels: dict[tuple[int, int], list[str]] = {}
     for row in regions.to_pylist():
-        if row["kind"] == "annotation" and row["labels"]:
+        # Classes: labelled regions (boxes, polygons, masks, spans, …); keypoints name parts, choices are not regions.
+        if row["kind"] == "annotation" and row["labels"] and row["type"].endswith("labels") \
+                and row["type"] != "keypointlabels":
             labels.setdefault((row["task_id"], row["annotation_id"]), []).append(row["labels"][0])
     rows: dict[str, list] = {name: [] for name in TASKS_SCHEMA.names}
     for task_id, content_hash, image_ref, updated_at in zip(*(tasks.column(n).to_pylist() for n in tasks.column_names)):
@@ -117,7 +119,7 @@ def task_lineage(store_dir: Path, policy: AnnotationPolicy) -> pa.Table:
         rows["content_hash"].append(content_hash)
         rows["image_ref"].append(image_ref)
         rows["updated_at"].append(updated_at)
-        rows["labels"].append([label for a in chosen for label in labels.get((task_id, a.id), ())])
+        rows["labels"].append([label for a in chosen if a.id is not None for label in labels.get((task_id, a.id), ())])
         rows["annotations"].append([{"id": a.id, "annotator": annotator_of(a.completed_by), "updated_at": a.updated_at,
                                      "ground_truth": a.ground_truth} for a in chosen])
     return pa.table(rows, schema=TASKS_SCHEMA)
@@ -131,7 +133,7 @@ def with_splits(tasks: pa.Table, format_name: str) -> pa.Table:
     return tasks.set_column(tasks.schema.get_field_index("split"), "split", splits)
 
 
-def describer(facts: BuildFacts, tasks: pa.Table, media: MediaLookup | None,
+def describer(versions_root: Path, facts: BuildFacts, tasks: pa.Table, media: MediaLookup | None,
               write_card: Callable[[Path, dict, pa.Table, MediaLookup | None], None] | None) -> Callable[[str], Describe]:
     """Per format, what writes a new version's manifest, task table and card into its folder."""
 
@@ -141,8 +143,9 @@ def describer(facts: BuildFacts, tasks: pa.Table, media: MediaLookup | None,
         def describe(folder: Path, version: str, previous: str | None, files: dict[str, FileDigest]) -> None:
             pq.write_table(format_tasks, folder / TASKS_FILE)
             changes = None
-            if previous is not None and (folder.parent / previous / TASKS_FILE).is_file():
-                changes = diff_tables(pq.read_table(folder.parent / previous / TASKS_FILE), format_tasks).counts()
+            previous_tasks = versions_root / format_name / (previous or "") / TASKS_FILE
+            if previous is not None and previous_tasks.is_file():
+                changes = diff_tables(pq.read_table(previous_tasks), format_tasks).counts()
             report = orjson.loads((folder / "lsflow_report.json").read_bytes())
             manifest = {
                 "version": version, "format": format_name, "created_at": datetime.now(UTC).isoformat(),
