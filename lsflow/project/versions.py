@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lsflow import __version__
@@ -98,19 +99,23 @@ def task_lineage(store_dir: Path, policy: AnnotationPolicy) -> pa.Table:
         "task_id", "annotation_id", "kind", "was_cancelled", "ground_truth", "completed_by", "created_at", "updated_at"])
     regions = pq.read_table(store_dir / "regions.parquet", columns=["task_id", "annotation_id", "kind", "type", "labels"])
     by_task: dict[int, list[Annotation]] = {}
-    for row in annotations.to_pylist():
-        if row["kind"] != "annotation":
-            continue
-        by_task.setdefault(row["task_id"], []).append(Annotation(
-            row["annotation_id"], False, bool(row["was_cancelled"]), bool(row["ground_truth"]),
-            orjson.loads(row["completed_by"]) if row["completed_by"] else None, row["created_at"], row["updated_at"],
-            (), {}))
+    columns = [annotations.column(name).to_pylist() for name in annotations.column_names]
+    for task_id, annotation_id, kind, cancelled, ground_truth, completed_by, created_at, updated_at in zip(*columns):
+        if kind == "annotation":
+            by_task.setdefault(task_id, []).append(Annotation(
+                annotation_id, False, bool(cancelled), bool(ground_truth),
+                orjson.loads(completed_by) if completed_by else None, created_at, updated_at, (), {}))
+    # Classes: labelled regions (boxes, polygons, masks, spans, …); keypoints name parts, choices are not regions.
+    types = regions.column("type")
+    classed = regions.filter(pc.and_(pc.and_(pc.equal(regions.column("kind"), "annotation"),
+                                             pc.ends_with(types, "labels")),
+                                     pc.and_(pc.not_equal(types, "keypointlabels"),
+                                             pc.greater(pc.list_value_length(regions.column("labels")), 0))))
     labels: dict[tuple[int, int], list[str]] = {}
-    for row in regions.to_pylist():
-        # Classes: labelled regions (boxes, polygons, masks, spans, …); keypoints name parts, choices are not regions.
-        if row["kind"] == "annotation" and row["labels"] and row["type"].endswith("labels") \
-                and row["type"] != "keypointlabels":
-            labels.setdefault((row["task_id"], row["annotation_id"]), []).append(row["labels"][0])
+    for task_id, annotation_id, label in zip(classed.column("task_id").to_pylist(),
+                                             classed.column("annotation_id").to_pylist(),
+                                             pc.list_element(classed.column("labels"), 0).to_pylist()):
+        labels.setdefault((task_id, annotation_id), []).append(label)
     rows: dict[str, list] = {name: [] for name in TASKS_SCHEMA.names}
     for task_id, content_hash, image_ref, updated_at in zip(*(tasks.column(n).to_pylist() for n in tasks.column_names)):
         chosen, _ = select_annotations(Task(task_id, {}, tuple(by_task.get(task_id, ())), (), updated_at, {}), policy)
