@@ -44,7 +44,7 @@ def test_export_writes_a_coco_that_pycocotools_loads(label_studio, image_project
     # versions of each format and the index of each format's output that lets unchanged tasks' output be reused.
     assert sorted(p.name for p in out.iterdir()) == [".lsflow", "COCO"]
     state = out / ".lsflow" / f"project-{image_project.id}"
-    assert sorted(p.name for p in state.iterdir()) == ["reuse", "snapshot", "store", "versions"]
+    assert sorted(p.name for p in state.iterdir()) == [".lock", "reuse", "snapshot", "store", "versions"]
     assert sorted(p.name for p in (state / "reuse").iterdir()) == ["COCO"]
 
 

@@ -23,6 +23,7 @@ from lsflow.core.pipeline.export import export_datasets
 from lsflow.core.pipeline.parallel import usable_cores
 from lsflow.project.card import write_card
 from lsflow.project.layout import ProjectLayout
+from lsflow.project.lock import project_lock
 from lsflow.project.snapshot import snapshot_label_config
 from lsflow.project.versions import KEEP_VERSIONS, build_facts, describer, retain, task_lineage
 from lsflow.sources.media import MediaOutcome, MediaResolver, media_keys, media_references
@@ -87,15 +88,17 @@ def build_datasets(layout: ProjectLayout, formats: list[str], media: MediaResolv
     """Every format from one pass over the project's store, each published as a new immutable version
     when its content changed (`datasets/<FORMAT>` shows the newest), reusing the output of every task
     the last build of the same formats already wrote; then the versions beyond `keep_versions` go."""
-    facts = build_facts(layout, settings.policy, settings.options, settings.label_studio_url)
-    tasks = task_lineage(layout.store_dir, settings.policy)
-    versioning = Versioning(layout.versions_root, describer(layout.versions_root, facts, tasks, media, write_card))
-    built = write_datasets(lambda: iter_store_tasks(layout.store_dir), lambda _: iter_store_entries(layout.store_dir),
-                           formats, layout.datasets_dir, snapshot_label_config(layout), media, settings,
-                           project_id=layout.project_id, reuse_dir=layout.reuse_dir, versioning=versioning)
-    for name in built.results:
-        retain(layout, name, settings.keep_versions)
-    return built
+    with project_lock(layout):
+        facts = build_facts(layout, settings.policy, settings.options, settings.label_studio_url)
+        tasks = task_lineage(layout.store_dir, settings.policy)
+        versioning = Versioning(layout.versions_root, describer(layout.versions_root, facts, tasks, media, write_card))
+        built = write_datasets(lambda: iter_store_tasks(layout.store_dir),
+                               lambda _: iter_store_entries(layout.store_dir), formats, layout.datasets_dir,
+                               snapshot_label_config(layout), media, settings, project_id=layout.project_id,
+                               reuse_dir=layout.reuse_dir, versioning=versioning)
+        for name in built.results:
+            retain(layout, name, settings.keep_versions)
+        return built
 
 
 REGION_ACCOUNTING = "region_accounting"

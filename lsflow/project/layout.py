@@ -79,6 +79,11 @@ class ProjectLayout:
         """Every kept version of the format, each in a folder named by its id (`lsflow.project.versions`)."""
         return self.versions_root / format_name
 
+    @property
+    def lock_file(self) -> Path:
+        """Held by the run writing the project (`lsflow.project.lock`)."""
+        return self.project_dir / ".lock"
+
     def staging_dir(self, name: str) -> Path:
         """A private folder beside the published one, on the same filesystem so the move is atomic."""
         return self.project_dir / f".staging-{name}"

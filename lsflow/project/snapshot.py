@@ -22,6 +22,7 @@ from lsflow.core.incremental.store import MANIFEST_FILE, STORE_VERSION, read_man
 from lsflow.core.model.label_config import LabelConfig
 from lsflow.core.pipeline.publish import publish_directory
 from lsflow.project.layout import ProjectLayout
+from lsflow.project.lock import project_lock
 from lsflow.sources.base import TaskSource
 from lsflow.sources.export_file import iter_export_tasks
 
@@ -60,27 +61,28 @@ def stored_task_ids(store_dir: Path) -> set[int]:
 
 def take_project_snapshot(source: TaskSource, layout: ProjectLayout, full: bool = False,
                           overlap: timedelta = WATERMARK_OVERLAP) -> SnapshotRecord:
-    """Snapshot the project into `layout.snapshot_dir` (published atomically)."""
-    since = None
-    if not full and store_is_upsertable(layout):
-        newest = read_manifest(layout.store_dir).get("max_updated_at")
-        since = watermark(newest, overlap) if newest else None
-    with staging(layout, "snapshot") as folder, ThreadPoolExecutor(1) as background:
-        # Which stored tasks are gone is asked while the snapshot is made: both wait on the server.
-        # Tasks new since the store have larger ids and are in the snapshot, so the store's are the ones to check.
-        deletions = None if since is None else background.submit(
-            source.deleted_task_ids, layout.project_id, sorted(stored_task_ids(layout.store_dir)))
-        snapshot = source.take_snapshot(layout.project_id, folder, changed_since=since)
-        fetched = [task.id for task in iter_export_tasks(snapshot.export_path)]
-        deleted = set() if deletions is None else deletions.result()
-        record = SnapshotRecord(
-            project_id=snapshot.project_id, snapshot_id=snapshot.snapshot_id, md5=snapshot.md5,
-            source=snapshot.source, task_count=len(fetched), mode="full" if since is None else "incremental",
-            changed_since=since, deleted_task_ids=sorted(deleted),
-        )
-        (folder / layout.snapshot_record.name).write_bytes(orjson.dumps(asdict(record), option=orjson.OPT_INDENT_2))
-        publish_directory(folder, layout.snapshot_dir)
-    return record
+    """Snapshot the project into `layout.snapshot_dir` (published atomically), holding the project's lock."""
+    with project_lock(layout):
+        since = None
+        if not full and store_is_upsertable(layout):
+            newest = read_manifest(layout.store_dir).get("max_updated_at")
+            since = watermark(newest, overlap) if newest else None
+        with staging(layout, "snapshot") as folder, ThreadPoolExecutor(1) as background:
+            # Which stored tasks are gone is asked while the snapshot is made: both wait on the server.
+            # Tasks new since the store have larger ids and are in the snapshot, so the store's are the ones to check.
+            deletions = None if since is None else background.submit(
+                source.deleted_task_ids, layout.project_id, sorted(stored_task_ids(layout.store_dir)))
+            snapshot = source.take_snapshot(layout.project_id, folder, changed_since=since)
+            fetched = [task.id for task in iter_export_tasks(snapshot.export_path)]
+            deleted = set() if deletions is None else deletions.result()
+            record = SnapshotRecord(
+                project_id=snapshot.project_id, snapshot_id=snapshot.snapshot_id, md5=snapshot.md5,
+                source=snapshot.source, task_count=len(fetched), mode="full" if since is None else "incremental",
+                changed_since=since, deleted_task_ids=sorted(deleted),
+            )
+            (folder / layout.snapshot_record.name).write_bytes(orjson.dumps(asdict(record), option=orjson.OPT_INDENT_2))
+            publish_directory(folder, layout.snapshot_dir)
+        return record
 
 
 def store_is_upsertable(layout: ProjectLayout) -> bool:
