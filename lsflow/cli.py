@@ -458,11 +458,13 @@ def versions_lineage(project_id: str, format_name: str, root: Path | None, expor
 
 def _set_pin(project_id: str, format_name: str, root: Path | None, export_path: Path | None, version: str,
              pinned: bool) -> None:
+    from lsflow.project.lock import project_lock
     from lsflow.project.versions import pin
 
     layout, format_name = _versions_layout(project_id, format_name, root, export_path)
     found = _find(layout, format_name, version)  # its message names the project and format
-    pin(layout, format_name, found.version, pinned)
+    with project_lock(layout):  # not while a build publishes or prunes
+        pin(layout, format_name, found.version, pinned)
     click.echo(f"project {project_id} {format_name}: {'pinned' if pinned else 'unpinned'} {found.version}")
 
 
@@ -492,10 +494,12 @@ def versions_unpin(project_id: str, format_name: str, root: Path | None, export_
 def versions_prune(project_id: str, format_name: str, root: Path | None, export_path: Path | None, keep: int,
                    as_json: bool) -> None:
     """Remove the versions beyond the newest KEEP (retention by hand); prints the removed ids."""
+    from lsflow.project.lock import project_lock
     from lsflow.project.versions import retain
 
     layout, format_name = _versions_layout(project_id, format_name, root, export_path)
-    removed = retain(layout, format_name, keep)
+    with project_lock(layout):
+        removed = retain(layout, format_name, keep)
     if as_json:
         _echo_json({"project_id": project_id, "format": format_name, "keep": keep, "removed": removed})
         return
