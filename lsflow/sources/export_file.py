@@ -15,6 +15,7 @@ from typing import Any, BinaryIO
 import ijson
 import numpy as np
 import orjson
+from ijson.common import ObjectBuilder
 
 from lsflow.core.incremental.changes import changed_after
 from lsflow.core.model.entries import TaskEntry, entry_of, entry_of_json
@@ -24,6 +25,8 @@ from lsflow.sources.base import EXPORT_FILE, LABEL_CONFIG_FILE, ProjectInfo, Sna
 _COPY_CHUNK = 1 << 20
 _SCAN_CHUNK = 1 << 20
 _JSON_WHITESPACE = b" \t\r\n"
+_OPENING_EVENTS = frozenset({"start_map", "start_array"})
+_CLOSING_EVENTS = frozenset({"end_map", "end_array"})
 _WIDE_DIGITS = 19  # 9223372036854775807, the largest integer ijson reads, has 19
 
 
@@ -56,9 +59,9 @@ def iter_export_entries(path: Path, image_key: str | None) -> Iterator[TaskEntry
                 pass
         stream.seek(0)
         if first == b"{":  # a single task, as Label Studio's converter also accepts
-            items = ijson.items(stream, "", use_float=True)
+            items = _json_values_at(stream, 0)
         elif first == b"[":
-            items = ijson.items(stream, "item", use_float=True)
+            items = _json_values_at(stream, 1)
         else:
             raise ExportFormatError(f"{path} is not a Label Studio JSON export (it does not start with '[' or '{{')")
         position, last_id = 0, None
@@ -73,6 +76,29 @@ def iter_export_entries(path: Path, image_key: str | None) -> Iterator[TaskEntry
         except ijson.JSONError as error:
             after = f"after task {last_id} (item {position})" if last_id is not None else "before the first task"
             raise ExportFormatError(f"{path} is not valid JSON {after}: {error}") from None
+
+
+def _json_values_at(stream: BinaryIO, level: int) -> Iterator[Any]:
+    """The values at nesting `level` of the JSON document in `stream` (0: the document, 1: the items of
+    its top array), built from ijson's parse events. Not `ijson.items`: it keeps the prefix of every open
+    container, so memory grows with the square of the nesting (25 kB of '[' took 1.5 GB, 100 kB was OOM-killed);
+    here it stays proportional to the value being built."""
+    depth, builder = 0, None
+    for event, value in ijson.basic_parse(stream, use_float=True):
+        opens, closes = event in _OPENING_EVENTS, event in _CLOSING_EVENTS
+        if opens and depth == level:
+            builder = ObjectBuilder()
+        if builder is not None:
+            builder.event(event, value)
+        elif depth == level and not closes and event != "map_key":  # a scalar item
+            yield value
+        if opens:
+            depth += 1
+        elif closes:
+            depth -= 1
+            if depth == level and builder is not None:
+                yield builder.value
+                builder = None
 
 
 class _LeftToIjson(Exception):

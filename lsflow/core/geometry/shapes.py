@@ -58,11 +58,16 @@ _SIZES: dict[tuple, ImageSize] = {}  # a project has a few image sizes and many 
 def region_image_size(region: Region, fallback: ImageSize | None) -> ImageSize:
     width, height = region.original_width, region.original_height
     if width and height:
-        size = _SIZES.get((width, height))
-        if size is None:
-            size = ImageSize(int(width), int(height))
-            if len(_SIZES) < 4096:
-                _SIZES[(width, height)] = size
+        try:
+            size = _SIZES.get((width, height))
+            if size is None:
+                size = ImageSize(int(width), int(height))
+                if size.width <= 0 or size.height <= 0:
+                    raise ValueError
+                if len(_SIZES) < 4096:
+                    _SIZES[(width, height)] = size
+        except (TypeError, ValueError, OverflowError):  # an import wrote "abc", -5, [640], 1e999 …
+            raise RegionDrop(f"original_width/original_height {width!r}/{height!r} are not an image size") from None
         return size
     if fallback is not None:
         return fallback

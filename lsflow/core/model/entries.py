@@ -54,7 +54,12 @@ def known_image_size(raw: dict[str, Any]) -> ImageSize | None:
             for region in annotation.get("result") or ():
                 width, height = region.get("original_width"), region.get("original_height")
                 if width and height:
-                    return ImageSize(int(width), int(height))
+                    try:
+                        size = ImageSize(int(width), int(height))
+                    except (TypeError, ValueError, OverflowError):  # not a size: the region is dropped saying so
+                        continue
+                    if size.width > 0 and size.height > 0:
+                        return size
     return None
 
 

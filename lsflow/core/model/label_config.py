@@ -108,7 +108,7 @@ class LabelConfig:
     def parse(cls, xml_text: str) -> LabelConfig:
         try:
             root = ElementTree.fromstring(xml_text)
-        except ElementTree.ParseError as error:
+        except (ElementTree.ParseError, UnicodeEncodeError) as error:  # a lone surrogate, as a JSON "\ud800" gives
             raise LabelConfigError(f"label config is not valid XML: {error}") from None
         controls, objects = [], []
         for element in root.iter():
