@@ -99,7 +99,8 @@ class LabelStudioServer:
             self._wait_healthy()
             self._http = httpx.Client(base_url=self.url, headers={"Authorization": f"Token {self.legacy_token}"},
                                       timeout=60)
-            self.personal_token = self._mint_personal_token()
+            if not self.personal_token:  # a restart keeps it: the server allows one per user, and it stays valid
+                self.personal_token = self._mint_personal_token()
             self.client = LabelStudio(base_url=self.url, api_key=self.legacy_token)
         except BaseException:
             self.stop()
