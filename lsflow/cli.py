@@ -199,8 +199,10 @@ def _echo_media_report(report: MediaReport) -> None:
               help="Processes writing tasks (1: all in this one).")
 @click.option("--keep-versions", type=click.IntRange(min=1), default=KEEP_VERSIONS, show_default=True,
               help="Versions kept per format besides pinned ones (`lsflow versions pin`); older ones are removed.")
+@click.option("--max-wait", type=click.FloatRange(min=0, min_open=True), show_default="1800",
+              help="Seconds the snapshot may take to build on the server.")
 def export(project_id: str, formats: str, out_dir: Path, full: bool, media_root: Path | None, policy_text: str,
-           option_pairs: tuple[str, ...], workers: int, keep_versions: int) -> None:
+           option_pairs: tuple[str, ...], workers: int, keep_versions: int, max_wait: float | None) -> None:
     """Export project PROJECT_ID of a running Label Studio into FORMAT (comma-separated names).
 
     `label-studio export PROJECT FORMAT --path DIR`, but over the API from any machine. The first run
@@ -215,9 +217,10 @@ def export(project_id: str, formats: str, out_dir: Path, full: bool, media_root:
     from tqdm import tqdm
 
     from lsflow.project.datasets import build_datasets
+    from lsflow.project.lock import OutOfSpace, ProjectBusy
     from lsflow.project.snapshot import take_project_snapshot
     from lsflow.project.store import update_store
-    from lsflow.sources.label_studio import LabelStudioError, LabelStudioSource
+    from lsflow.sources.label_studio import LabelStudioError, LabelStudioSource, Timing
 
     _log_from_environment()
     url = os.environ.get("LABEL_STUDIO_URL", "")
@@ -232,7 +235,8 @@ def export(project_id: str, formats: str, out_dir: Path, full: bool, media_root:
                 bar.total = total
                 bar.update(done - bar.n)
 
-            source = LabelStudioSource(url, os.environ.get("LABEL_STUDIO_API_KEY", ""), progress=downloaded)
+            timing = Timing(max_wait=max_wait) if max_wait else Timing()
+            source = LabelStudioSource(url, os.environ.get("LABEL_STUDIO_API_KEY", ""), timing=timing, progress=downloaded)
             record = take_project_snapshot(source, layout, full=full)
         summary, changes, _ = update_store(layout)
         media = MediaResolver.from_environment(media_root=media_root, label_studio_url=url)
@@ -241,7 +245,10 @@ def export(project_id: str, formats: str, out_dir: Path, full: bool, media_root:
                 policy=policy, options=options, workers=workers, on_not_applicable=_warn_not_applicable,
                 on_media_resolved=media_progress, keep_versions=keep_versions, label_studio_url=url or None,
                 progress=lambda tasks: tqdm(tasks, desc="tasks", unit=" tasks", total=summary.tasks, disable=None)))
-    except (LabelStudioError, ExportFormatError, UnknownFormatError, LabelConfigError, ValueError) as error:
+    except ProjectBusy as error:  # another run is writing PATH: nothing of it is this run's to remove
+        raise click.ClickException(str(error)) from None
+    except (LabelStudioError, ExportFormatError, UnknownFormatError, LabelConfigError, ValueError,
+            OutOfSpace) as error:
         if first_export:  # nothing of a failed first export stays behind
             shutil.rmtree(layout.project_dir, ignore_errors=True)
             if layout.root.is_dir() and not any(layout.root.iterdir()):

@@ -293,7 +293,7 @@ class LabelStudioSource:
                 raise LabelStudioError(
                     f"snapshot {export.id} of project {pid} is still '{status}' after {waited:.0f} s; "
                     f"the server's export workers may be busy or stopped (Enterprise: check the rq workers). "
-                    f"Raise the maximum wait (max_wait_seconds) to wait longer",
+                    f"Raise the maximum wait (`lsflow export --max-wait`, Dagster: max_wait_seconds) to wait longer",
                     retryable=True,
                 )
             time.sleep(min(interval, self.timing.max_wait - waited))
@@ -353,7 +353,8 @@ class LabelStudioSource:
                 if long_request:
                     raise LabelStudioError(
                         f"could not {action} at {self.url}: no answer within {self.timing.max_wait:g} s "
-                        f"({type(error).__name__}); raise the maximum wait (max_wait_seconds)",
+                        f"({type(error).__name__}); raise the maximum wait "
+                        "(`lsflow export --max-wait`, Dagster: max_wait_seconds)",
                         retryable=True,
                     ) from None
                 failure = error
