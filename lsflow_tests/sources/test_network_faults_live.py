@@ -179,7 +179,8 @@ PERSISTENT = {
     # The creating request is given max_wait and not repeated: the server may still be building the snapshot.
     "the snapshot's creation never answered": (
         [stall(CREATE, STALL, times=None, method="POST")], replace(FAST, max_wait=TIMEOUT), "create a snapshot",
-        f"no answer within {TIMEOUT:g} s (ReadTimeout)", "raise the maximum wait (max_wait_seconds)"),
+        f"no answer within {TIMEOUT:g} s (ReadTimeout)",
+        "raise the maximum wait (`lsflow export --max-wait`, Dagster: max_wait_seconds)"),
 }
 
 
