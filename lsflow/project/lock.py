@@ -2,12 +2,15 @@
 partition, take turns instead of interleaving their snapshots, stores and datasets.
 
 The lock is an advisory `flock` on `project-<id>/.lock`, released by the kernel when its holder exits,
-even by SIGKILL. A waiter gives up after `timeout` seconds with a message naming the holder. Holding
-it, a step first removes what a killed run left behind (staging folders, half-switched links).
+even by SIGKILL. A waiter gives up after `timeout` seconds (`LSFLOW_LOCK_TIMEOUT`, default an hour)
+with a message naming the holder. Holding it, a step first removes what a killed run left behind
+(staging folders, half-switched links). A step that runs out of disk space fails with `OutOfSpace`,
+naming the project and the output root; what it staged is gone, what was published is unchanged.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import shutil
@@ -17,10 +20,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 from lsflow.project.layout import ProjectLayout
 
 LOCK_TIMEOUT = 3600.0  # seconds a step waits for another run of the same project
+LOCK_TIMEOUT_ENV = "LSFLOW_LOCK_TIMEOUT"
 _POLL = 0.2
 
 
@@ -28,8 +33,14 @@ class ProjectBusy(RuntimeError):
     """Another run holds the project and did not finish within the wait."""
 
 
+class OutOfSpace(OSError):
+    """The disk of the output root filled up during a step."""
+
+
 @contextmanager
-def project_lock(layout: ProjectLayout, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+def project_lock(layout: ProjectLayout, timeout: float | None = None) -> Iterator[None]:
+    if timeout is None:
+        timeout = float(os.environ.get(LOCK_TIMEOUT_ENV) or LOCK_TIMEOUT)
     layout.project_dir.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(layout.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -49,9 +60,25 @@ def project_lock(layout: ProjectLayout, timeout: float = LOCK_TIMEOUT) -> Iterat
         os.write(descriptor, f"pid {os.getpid()} on {socket.gethostname()} since "
                              f"{datetime.now(UTC).isoformat(timespec='seconds')}: {' '.join(sys.argv[:3])}".encode())
         clear_leftovers(layout)
-        yield
+        try:
+            yield
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT) or isinstance(error, OutOfSpace):
+                raise
+            raise OutOfSpace(error.errno, f"project {layout.project_id}: no space left on the disk of {layout.root} "
+                             f"({_free(layout.root)} free): {error.strerror or error}. What the step staged is "
+                             "removed; the published datasets and versions are whole. Free some space (`lsflow "
+                             "versions prune` removes old versions) and run again") from error
     finally:
         os.close(descriptor)  # releases the lock
+
+
+def _free(path: Path) -> str:
+    try:
+        status = os.statvfs(path)
+    except OSError:
+        return "unknown"
+    return f"{status.f_bavail * status.f_frsize / 2**20:.1f} MiB"
 
 
 def clear_leftovers(layout: ProjectLayout) -> None:

@@ -7,6 +7,7 @@ unchanged tasks are copied as one range, separators included.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import BinaryIO
@@ -63,7 +64,10 @@ class StreamSink:
         self._file.close()
 
     def abandon(self) -> None:
-        self._file.close()
+        # The file is thrown away: bytes its buffer could not write (the disk is full) do not matter, and
+        # an error here would keep the build from removing its staging folder.
+        with contextlib.suppress(OSError):
+            self._file.close()
 
     def _copy_run(self) -> None:
         if self._run is None:
