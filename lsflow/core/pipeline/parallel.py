@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import signal
 from dataclasses import dataclass, field
 from multiprocessing.pool import AsyncResult
 from pathlib import Path
@@ -145,6 +146,13 @@ def _close_writer(index: int, dataset_date: str) -> None:
     writer.close()
 
 
+def _die_on_sigterm() -> None:
+    """A worker must die when the pool is terminated (a failed pass), but it inherits the handlers of the
+    process that forked it: Dagster maps SIGTERM to SIGINT's handler, which during a step only notes the
+    interrupt, and the pool's `terminate` then waits for that worker forever."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 class TaskWriterPool:
     """`processes` forked workers writing batches of tasks with the writers of `formats`."""
 
@@ -156,7 +164,7 @@ class TaskWriterPool:
         # write to every object it looks at, so it is told to leave these alone.
         gc.freeze()
         try:
-            self._pool = multiprocessing.get_context("fork").Pool(processes)
+            self._pool = multiprocessing.get_context("fork").Pool(processes, initializer=_die_on_sigterm)
         except BaseException:
             _SETUP = None
             gc.unfreeze()
