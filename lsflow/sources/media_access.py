@@ -14,11 +14,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from lsflow.core.model.media_ref import CLOUD_SCHEMES, HTTP_SCHEMES
+
 if TYPE_CHECKING:
     from label_studio_sdk import LabelStudio
 
-HTTP_SCHEMES = ("http", "https")
-CLOUD_SCHEMES = ("s3", "gs", "azure-blob")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 

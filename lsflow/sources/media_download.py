@@ -19,9 +19,8 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from lsflow import __version__
-from lsflow.core.model.media_ref import MediaReference, media_file_name
+from lsflow.core.model.media_ref import HTTP_SCHEMES, MediaReference, media_file_name
 from lsflow.sources.media_access import (
-    HTTP_SCHEMES,
     AllowList,
     LabelStudioAccess,
     MediaRefused,

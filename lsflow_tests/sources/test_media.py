@@ -216,13 +216,6 @@ def test_full_urls_of_an_instance_under_a_sub_path_are_read_from_the_media_copy(
     assert elsewhere.status is MediaStatus.MISSING and "cannot download from" in elsewhere.reason
 
 
-def test_the_resolver_reads_the_schemes_the_reference_parser_knows():
-    from lsflow.core.model import media_ref
-    from lsflow.sources import media_access
-
-    assert (media_ref.HTTP_SCHEMES, media_ref.CLOUD_SCHEMES) == (media_access.HTTP_SCHEMES, media_access.CLOUD_SCHEMES)
-
-
 def test_a_reference_httpx_cannot_request_is_refused_not_raised(tmp_path):
     media = MediaResolver(cache_dir=tmp_path, label_studio_url="http://127.0.0.1:9", api_key="token")
     outcome = media.resolve("/data/upload/1/a.jpg\n")  # urlsplit drops the newline, the download URL keeps it
