@@ -1,23 +1,23 @@
 """lsflow's Dagster definitions, the module Dagster loads: `dagster dev -m lsflow.definitions`.
 
-Only wiring; see `lsflow.defs` for the assets, checks, resources, jobs, sensors and schedules.
+The standalone code location: `build_label_studio_defs` with lsflow's own names, configured by
+environment variables (see `lsflow.defs.resources`). Inside a user's project, use the Component
+(`lsflow.components.LabelStudioDatasets`) or call `build_label_studio_defs` there (docs/dagster.md).
 """
+
+import os
 
 import dagster as dg
 
-from lsflow.defs.assets import datasets, label_studio_snapshot, normalized_tasks
-from lsflow.defs.jobs import export_project
+from lsflow.defs.factory import build_label_studio_defs
 from lsflow.defs.resources import settings_from_environment, task_source_from_environment
-from lsflow.defs.schedules import full_export
-from lsflow.defs.sensors import label_studio_projects
+from lsflow.defs.schedules import DEFAULT_FULL_EXPORT_CRON, FULL_EXPORT_CRON_ENV
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return dg.Definitions(
-        assets=[label_studio_snapshot, normalized_tasks, datasets],
-        jobs=[export_project],
-        sensors=[label_studio_projects],
-        schedules=[full_export],
-        resources={"task_source": task_source_from_environment(), "settings": settings_from_environment()},
+    return build_label_studio_defs(
+        task_source=task_source_from_environment(),
+        settings=settings_from_environment(),
+        full_export_cron=os.environ.get(FULL_EXPORT_CRON_ENV, DEFAULT_FULL_EXPORT_CRON),
     )

@@ -1,8 +1,11 @@
 """The asset graph of one project partition: snapshot → normalized store → one asset per format.
 
 Assets only wire things together; each calls one function of the application layer (`lsflow.project`).
+`build_assets` makes the graph of one lsflow instance (see `names.py`); the module-level assets are the
+standalone code location's.
 """
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -10,6 +13,7 @@ import dagster as dg
 from lsflow.core.formats import WRITERS, writer_class
 from lsflow.core.incremental.store import read_manifest
 from lsflow.defs.metadata import check_result, label_table, media_metadata, version_metadata
+from lsflow.defs.names import STANDALONE, Names
 from lsflow.defs.partitions import project_partitions
 from lsflow.defs.resources import DatasetSettings, TaskSourceResource
 from lsflow.project.datasets import REGION_ACCOUNTING, DatasetOptions, build_datasets, dataset_checks
@@ -18,8 +22,9 @@ from lsflow.project.snapshot import take_project_snapshot
 from lsflow.project.store import update_store
 from lsflow.sources.label_studio import LabelStudioError
 
-FORMAT_KEYS = {name: dg.AssetKey(f"dataset_{name.lower()}") for name in WRITERS}
 FULL_EXPORT_TAG = "lsflow/full_export"
+# Snapshots of every instance share one pool: a Label Studio server serves one export at a time well.
+LABEL_STUDIO_POOL = "label_studio"
 
 
 def _layout(context: dg.AssetExecutionContext, settings: DatasetSettings) -> ProjectLayout:
@@ -30,76 +35,106 @@ class SnapshotConfig(dg.Config):
     full: bool = False  # re-export every task even though the store holds an earlier snapshot
 
 
-@dg.asset(
-    partitions_def=project_partitions,
-    group_name="label_studio",
-    kinds={"json"},
-    pool="label_studio",
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL),
-    description="The project's Label Studio JSON export (a snapshot) on disk: every task the first time, "
-    "then only the tasks changed since the last one (run config `full: true` or run tag "
-    f"`{FULL_EXPORT_TAG}=true` forces a full export).",
-)
-def label_studio_snapshot(
-    context: dg.AssetExecutionContext, config: SnapshotConfig, task_source: TaskSourceResource,
-    settings: DatasetSettings,
-) -> dg.MaterializeResult:
-    layout = _layout(context, settings)
-    full = config.full or context.run.tags.get(FULL_EXPORT_TAG, "").lower() == "true"
-    try:
-        record = take_project_snapshot(task_source.open(), layout, full=full)
-    except LabelStudioError as error:
-        # A refused token or a missing project does not go away on retry: fail the run at once.
-        raise dg.Failure(str(error), allow_retries=error.retryable) from None
-    return dg.MaterializeResult(
-        metadata={
-            "snapshot_id": record.snapshot_id or "",
-            "md5": record.md5 or "",
-            "task_count": record.task_count,
-            "mode": record.mode,
-            "changed_since": record.changed_since or "",
-            "deleted_tasks": len(record.deleted_task_ids),
-            "source": record.source,
-            "path": dg.MetadataValue.path(str(layout.snapshot_export)),
-        },
-        data_version=dg.DataVersion(record.md5) if record.md5 else None,
+def build_assets(names: Names, partitions_def: dg.PartitionsDefinition,
+                 formats: Sequence[str] | None = None) -> list[dg.AssetsDefinition]:
+    """Snapshot, normalized store and the datasets multi-asset (only `formats`, unset: every format)."""
+    for name in formats or ():
+        writer_class(name)  # an unknown format name fails here, naming the known ones
+    format_keys = names.format_keys(formats)
+
+    @dg.asset(
+        key=names.key("label_studio_snapshot"),
+        partitions_def=partitions_def,
+        group_name=names.group("label_studio"),
+        kinds={"json"},
+        pool=LABEL_STUDIO_POOL,
+        required_resource_keys={names.task_source, names.settings},
+        retry_policy=dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL),
+        description="The project's Label Studio JSON export (a snapshot) on disk: every task the first time, "
+        "then only the tasks changed since the last one (run config `full: true` or run tag "
+        f"`{FULL_EXPORT_TAG}=true` forces a full export).",
     )
+    def label_studio_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig) -> dg.MaterializeResult:
+        task_source: TaskSourceResource = getattr(context.resources, names.task_source)
+        layout = _layout(context, getattr(context.resources, names.settings))
+        full = config.full or context.run.tags.get(FULL_EXPORT_TAG, "").lower() == "true"
+        try:
+            record = take_project_snapshot(task_source.open(), layout, full=full)
+        except LabelStudioError as error:
+            # A refused token or a missing project does not go away on retry: fail the run at once.
+            raise dg.Failure(str(error), allow_retries=error.retryable) from None
+        return dg.MaterializeResult(
+            metadata={
+                "snapshot_id": record.snapshot_id or "",
+                "md5": record.md5 or "",
+                "task_count": record.task_count,
+                "mode": record.mode,
+                "changed_since": record.changed_since or "",
+                "deleted_tasks": len(record.deleted_task_ids),
+                "source": record.source,
+                "path": dg.MetadataValue.path(str(layout.snapshot_export)),
+            },
+            data_version=dg.DataVersion(record.md5) if record.md5 else None,
+        )
 
-
-@dg.asset(
-    partitions_def=project_partitions,
-    deps=[label_studio_snapshot],
-    group_name="label_studio",
-    kinds={"parquet"},
-    description="Tasks, annotations and regions in pixel units (Parquet), keyed by task id, with a manifest "
-    "of their origin; incremental snapshots are upserted into it.",
-)
-def normalized_tasks(context: dg.AssetExecutionContext, settings: DatasetSettings) -> dg.MaterializeResult:
-    layout = _layout(context, settings)
-    summary, changes, record = update_store(layout)
-    return dg.MaterializeResult(
-        metadata={
-            "tasks": summary.tasks,
-            "annotations": summary.annotations,
-            "predictions": summary.predictions,
-            "regions": summary.regions,
-            "mode": record.mode,
-            "new_tasks": changes.new,
-            "changed_tasks": changes.changed,
-            "unchanged_tasks": changes.unchanged,  # fetched again (inside the overlap), found unchanged
-            "deleted_tasks": changes.deleted,
-            "watermark": summary.max_updated_at or "",
-            "snapshot_id": record.snapshot_id or "",
-            "labels": label_table(summary.labels),
-            "path": dg.MetadataValue.path(str(layout.store_dir)),
-        },
-        data_version=dg.DataVersion(summary.content_digest),
+    @dg.asset(
+        key=names.key("normalized_tasks"),
+        partitions_def=partitions_def,
+        deps=[label_studio_snapshot],
+        group_name=names.group("label_studio"),
+        kinds={"parquet"},
+        required_resource_keys={names.settings},
+        description="Tasks, annotations and regions in pixel units (Parquet), keyed by task id, with a manifest "
+        "of their origin; incremental snapshots are upserted into it.",
     )
+    def normalized_tasks(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        layout = _layout(context, getattr(context.resources, names.settings))
+        summary, changes, record = update_store(layout)
+        return dg.MaterializeResult(
+            metadata={
+                "tasks": summary.tasks,
+                "annotations": summary.annotations,
+                "predictions": summary.predictions,
+                "regions": summary.regions,
+                "mode": record.mode,
+                "new_tasks": changes.new,
+                "changed_tasks": changes.changed,
+                "unchanged_tasks": changes.unchanged,  # fetched again (inside the overlap), found unchanged
+                "deleted_tasks": changes.deleted,
+                "watermark": summary.max_updated_at or "",
+                "snapshot_id": record.snapshot_id or "",
+                "labels": label_table(summary.labels),
+                "path": dg.MetadataValue.path(str(layout.store_dir)),
+            },
+            data_version=dg.DataVersion(summary.content_digest),
+        )
+
+    @dg.multi_asset(
+        name=names.op("datasets"),
+        specs=[
+            # Skippable: a format the project's label config cannot fill (YOLO for a text project) is
+            # not materialized for that partition, rather than written empty and failing its checks.
+            dg.AssetSpec(key, deps=[normalized_tasks], group_name=names.group("datasets"),
+                         description=WRITERS[name].description, partitions_def=partitions_def, skippable=True)
+            for name, key in format_keys.items()
+        ],
+        check_specs=_check_specs(format_keys),
+        can_subset=True,
+        partitions_def=partitions_def,
+        required_resource_keys={names.task_source, names.settings},
+    )
+    def datasets(context: dg.AssetExecutionContext):
+        """Every selected format from one pass over the normalized store."""
+        settings: DatasetSettings = getattr(context.resources, names.settings)
+        task_source: TaskSourceResource = getattr(context.resources, names.task_source)
+        yield from _build_formats(context, settings, task_source, format_keys)
+
+    return [label_studio_snapshot, normalized_tasks, datasets]
 
 
-def _check_specs() -> list[dg.AssetCheckSpec]:
+def _check_specs(format_keys: dict[str, dg.AssetKey]) -> list[dg.AssetCheckSpec]:
     specs = []
-    for name, key in FORMAT_KEYS.items():
+    for name, key in format_keys.items():
         for check in writer_class(name).checks:
             specs.append(dg.AssetCheckSpec(check.name, asset=key, description=check.description,
                                            blocking=check.blocking))
@@ -110,22 +145,10 @@ def _check_specs() -> list[dg.AssetCheckSpec]:
     return specs
 
 
-@dg.multi_asset(
-    specs=[
-        # Skippable: a format the project's label config cannot fill (YOLO for a text project) is
-        # not materialized for that partition, rather than written empty and failing its checks.
-        dg.AssetSpec(key, deps=[normalized_tasks], group_name="datasets", description=WRITERS[name].description,
-                     partitions_def=project_partitions, skippable=True)
-        for name, key in FORMAT_KEYS.items()
-    ],
-    check_specs=_check_specs(),
-    can_subset=True,
-    partitions_def=project_partitions,
-)
-def datasets(context: dg.AssetExecutionContext, settings: DatasetSettings, task_source: TaskSourceResource):
-    """Every selected format from one pass over the normalized store."""
+def _build_formats(context: dg.AssetExecutionContext, settings: DatasetSettings, task_source: TaskSourceResource,
+                   format_keys: dict[str, dg.AssetKey]):
     layout = _layout(context, settings)
-    selected = [name for name, key in FORMAT_KEYS.items() if key in context.selected_asset_keys]
+    selected = [name for name, key in format_keys.items() if key in context.selected_asset_keys]
     media = settings.media()
     context.log.info(f"task media from: {media.describe()}")
 
@@ -140,7 +163,7 @@ def datasets(context: dg.AssetExecutionContext, settings: DatasetSettings, task_
     snapshot_id = read_manifest(layout.store_dir).get("snapshot_id") or ""
     media_counts = media_metadata(context.log, media)
     for name, result in built.results.items():
-        key = FORMAT_KEYS[name]
+        key = format_keys[name]
         report = result.report
         version = result.version
         assert version is not None  # a project build publishes versions
@@ -170,3 +193,7 @@ def datasets(context: dg.AssetExecutionContext, settings: DatasetSettings, task_
                 if dg.AssetCheckKey(key, outcome.name) in context.selected_asset_check_keys
             ],
         )
+
+
+FORMAT_KEYS = STANDALONE.format_keys()
+label_studio_snapshot, normalized_tasks, datasets = build_assets(STANDALONE, project_partitions)

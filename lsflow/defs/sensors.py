@@ -1,8 +1,9 @@
 """Label Studio projects → partitions, and a run for each project whose tasks moved.
 
-The sensor lists the source's projects (optionally only titles matching `LSFLOW_PROJECT_TITLE_PATTERN`,
-a regular expression), adds the new ones as dynamic partitions and requests a run of `export_project`
-for every project whose task count or newest task change differs from what its cursor remembers.
+The sensor lists the source's projects (only the configured ids, or only titles matching a regular
+expression: `LSFLOW_PROJECT_TITLE_PATTERN` for the standalone code location), adds the new ones as
+dynamic partitions and requests a run of the export job for every project whose task count or newest
+task change differs from what its cursor remembers.
 """
 
 from __future__ import annotations
@@ -10,15 +11,17 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 
 import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from lsflow.defs.jobs import export_project
-from lsflow.defs.partitions import PROJECTS_PARTITION_NAME, project_partitions
+from lsflow.defs.names import Names
 from lsflow.defs.resources import TaskSourceResource
 from lsflow.sources.base import ProjectInfo
 
 TITLE_PATTERN_ENV = "LSFLOW_PROJECT_TITLE_PATTERN"
+
 
 def _fingerprint(project: ProjectInfo) -> str:
     return f"{project.task_count}|{project.changed_at}"
@@ -31,25 +34,47 @@ def projects_wanted(projects: list[ProjectInfo], title_pattern: str | None) -> l
     return [p for p in projects if pattern.search(p.title)]
 
 
-@dg.sensor(
-    job=export_project,
-    minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Adds Label Studio projects as partitions and exports each project whose tasks changed "
-    f"(title filter: ${TITLE_PATTERN_ENV}, a regular expression).",
-)
-def label_studio_projects(context: dg.SensorEvaluationContext, task_source: TaskSourceResource) -> dg.SensorResult:
-    projects = projects_wanted(task_source.open().list_projects(), os.environ.get(TITLE_PATTERN_ENV))
-    seen = json.loads(context.cursor) if context.cursor else {}
-    known = set(context.instance.get_dynamic_partitions(PROJECTS_PARTITION_NAME))
-    new = [p.project_id for p in projects if p.project_id not in known]
-    moved = [p for p in projects if seen.get(p.project_id) != _fingerprint(p)]
-    context.log.info(f"{len(projects)} projects, {len(new)} new partitions, {len(moved)} with changes")
-    return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(partition_key=p.project_id, run_key=f"{p.project_id}:{_fingerprint(p)}")
-            for p in moved
-        ],
-        dynamic_partitions_requests=[project_partitions.build_add_request(new)] if new else [],
-        cursor=json.dumps({**seen, **{p.project_id: _fingerprint(p) for p in projects}}, sort_keys=True),
+def build_projects_sensor(
+    names: Names, job: UnresolvedAssetJobDefinition, partitions_def: dg.PartitionsDefinition, *,
+    project_ids: Sequence[str] | None = None, title_pattern: str | None = None,
+    minimum_interval_seconds: int = 60, default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
+) -> dg.SensorDefinition:
+    """`project_ids` set: those projects only (static partitions); else every project whose title matches
+    `title_pattern` (unset: `$LSFLOW_PROJECT_TITLE_PATTERN`, read at each evaluation), added as partitions."""
+    dynamic = isinstance(partitions_def, dg.DynamicPartitionsDefinition)
+    pattern_source = "the configured project ids" if project_ids else \
+        (f"title pattern {title_pattern!r}" if title_pattern else f"title filter: ${TITLE_PATTERN_ENV}, a regular expression")
+
+    @dg.sensor(
+        name=names.sensor,
+        job=job,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=default_status,
+        required_resource_keys={names.task_source},
+        description=f"Adds Label Studio projects as partitions and exports each project whose tasks changed ({pattern_source}).",
     )
+    def label_studio_projects(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        task_source: TaskSourceResource = getattr(context.resources, names.task_source)
+        listed = task_source.open().list_projects()
+        if project_ids:
+            projects = [p for p in listed if p.project_id in set(project_ids)]
+        else:
+            projects = projects_wanted(listed, title_pattern or os.environ.get(TITLE_PATTERN_ENV))
+        seen = json.loads(context.cursor) if context.cursor else {}
+        new: list[str] = []
+        if dynamic:
+            known = set(context.instance.get_dynamic_partitions(partitions_def.name))  # type: ignore[attr-defined]
+            new = [p.project_id for p in projects if p.project_id not in known]
+        moved = [p for p in projects if seen.get(p.project_id) != _fingerprint(p)]
+        context.log.info(f"{len(projects)} projects, {len(new)} new partitions, {len(moved)} with changes")
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(partition_key=p.project_id, run_key=f"{p.project_id}:{_fingerprint(p)}")
+                for p in moved
+            ],
+            dynamic_partitions_requests=[partitions_def.build_add_request(new)] if new else [],  # type: ignore[attr-defined]
+            cursor=json.dumps({**seen, **{p.project_id: _fingerprint(p) for p in projects}}, sort_keys=True),
+        )
+
+    return label_studio_projects
+

@@ -10,8 +10,7 @@ from lsflow.definitions import defs
 from lsflow.defs.assets import FULL_EXPORT_TAG
 from lsflow.defs.partitions import PROJECTS_PARTITION_NAME
 from lsflow.defs.resources import LabelStudioResource
-from lsflow.defs.schedules import full_export
-from lsflow.defs.sensors import TITLE_PATTERN_ENV, label_studio_projects
+from lsflow.defs.sensors import TITLE_PATTERN_ENV
 from lsflow_tests.live_projects import TEXT_CONFIG
 
 
@@ -20,7 +19,7 @@ def evaluate(instance, label_studio, cursor: str | None) -> dg.SensorResult:
         instance=instance, cursor=cursor,
         resources={"task_source": LabelStudioResource(url=label_studio.url, api_key=label_studio.personal_token)},
     )
-    return label_studio_projects(context)
+    return defs().resolve_sensor_def("label_studio_projects")(context)
 
 
 def requested(result: dg.SensorResult) -> list[str]:
@@ -59,7 +58,8 @@ def test_schedule_requests_a_full_export_of_every_partition():
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(PROJECTS_PARTITION_NAME, ["3", "8"])
         tick = datetime(2026, 1, 5, 2, 0, tzinfo=UTC)
-        requests = full_export(dg.build_schedule_context(instance=instance, scheduled_execution_time=tick))
+        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
+        requests = defs().resolve_schedule_def("full_export")(context)
     assert sorted(r.partition_key for r in requests) == ["3", "8"]
     assert all(r.tags[FULL_EXPORT_TAG] == "true" for r in requests)
     assert len({r.run_key for r in requests}) == 2
