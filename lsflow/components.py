@@ -10,7 +10,8 @@ A `defs.yaml` configures an instance; every attribute is in docs/dagster.md:
       projects: [12, 14]
       formats: [YOLO_WITH_IMAGES, COCO]
 
-Users who build `Definitions` in Python call `build_label_studio_defs`, re-exported here.
+Users who build `Definitions` in Python call `build_label_studio_defs`, re-exported here with the
+resources it takes.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from lsflow.defs.resources import (
 from lsflow.defs.schedules import DEFAULT_FULL_EXPORT_CRON
 from lsflow.project.versions import KEEP_VERSIONS
 
-__all__ = ["LabelStudioDatasets", "build_label_studio_defs"]
+__all__ = ["DatasetSettings", "ExportFileSourceResource", "LabelStudioDatasets", "LabelStudioResource",
+           "build_label_studio_defs"]
 
 
 class LabelStudioDatasets(dg.Component, dg.Model, dg.Resolvable):
@@ -61,13 +63,22 @@ class LabelStudioDatasets(dg.Component, dg.Model, dg.Resolvable):
     formats: list[str] | None = Field(
         None, description="Label Studio format names (COCO, YOLO, YOLO_WITH_IMAGES, ...). Default: every format.")
     annotation_policy: str = Field(
-        "all", description="all | latest | ground_truth_first | annotator:<email>[,<email>...]")
+        "all", description="Which annotations of a task are exported: all | latest | ground_truth_first | "
+        "annotator:<id or email>.")
     output_root: str = Field(
         "data/lsflow", description="Where project folders go (`project-<id>/datasets/<FORMAT>/`); relative to "
         "the dg project's root.")
     media_root: str | None = Field(
         None, description="A local copy of Label Studio's media folder (holding upload/); relative to the dg "
         "project's root.")
+    local_files_root: str | None = Field(
+        None, description="Label Studio's LOCAL_FILES_DOCUMENT_ROOT, for /data/local-files/ media (default: that "
+        "environment variable).")
+    media_allowed_hosts: list[str] = Field(
+        [], description="Hosts and buckets besides Label Studio that task media may be downloaded from "
+        "(`host`, `host:port`, `*.example.com`, `s3://bucket[/prefix]`, `gs://...`, `azure-blob://...`).")
+    writer_options: dict[str, str] = Field(
+        {}, description="Format options, as `lsflow convert --option NAME=VALUE` (e.g. coco_first_category_id: \"0\").")
     keep_versions: int = Field(KEEP_VERSIONS, description="Dataset versions kept per format besides pinned ones.")
     workers: int | None = Field(None, description="Processes writing a partition's tasks; unset: one per usable core.")
     key_prefix: list[str] | None = Field(None, description="Asset key prefix. Default: [name].")
@@ -89,6 +100,8 @@ class LabelStudioDatasets(dg.Component, dg.Model, dg.Resolvable):
             settings=DatasetSettings(
                 output_root=under_root(self.output_root), annotation_policy=self.annotation_policy,
                 media_root=under_root(self.media_root) if self.media_root else None,
+                local_files_root=self.local_files_root, media_allowed_hosts=self.media_allowed_hosts,
+                writer_options=self.writer_options,
                 keep_versions=self.keep_versions, workers=self.workers,
             ),
             name=self.name or context.path.name.replace("-", "_"),

@@ -8,6 +8,7 @@ task change differs from what its cursor remembers.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -45,16 +46,8 @@ def build_projects_sensor(
     pattern_source = "the configured project ids" if project_ids else \
         (f"title pattern {title_pattern!r}" if title_pattern else f"title filter: ${TITLE_PATTERN_ENV}, a regular expression")
 
-    @dg.sensor(
-        name=names.sensor,
-        job=job,
-        minimum_interval_seconds=minimum_interval_seconds,
-        default_status=default_status,
-        required_resource_keys={names.task_source},
-        description=f"Adds Label Studio projects as partitions and exports each project whose tasks changed ({pattern_source}).",
-    )
-    def label_studio_projects(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        task_source: TaskSourceResource = getattr(context.resources, names.task_source)
+    def label_studio_projects(context: dg.SensorEvaluationContext, **resources: TaskSourceResource) -> dg.SensorResult:
+        task_source = resources[names.task_source]
         listed = task_source.open().list_projects()
         if project_ids:
             projects = [p for p in listed if p.project_id in set(project_ids)]
@@ -76,5 +69,16 @@ def build_projects_sensor(
             cursor=json.dumps({**seen, **{p.project_id: _fingerprint(p) for p in projects}}, sort_keys=True),
         )
 
-    return label_studio_projects
+    # Dagster hands a sensor the resources its parameters name; this instance's source is named after it.
+    label_studio_projects.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+        inspect.Parameter("context", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=dg.SensorEvaluationContext),
+        inspect.Parameter(names.task_source, inspect.Parameter.KEYWORD_ONLY, annotation=TaskSourceResource),
+    ])
+    return dg.sensor(
+        name=names.sensor,
+        job=job,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=default_status,
+        description=f"Adds Label Studio projects as partitions and exports each project whose tasks changed ({pattern_source}).",
+    )(label_studio_projects)
 
