@@ -16,6 +16,8 @@ IMPORTERS_STAMP := $(IMPORTERS_VENV)/.installed-datumaro-$(DATUMARO_VERSION)-sup
 QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
 # Dagster's instance lives in the repository (see dagster.yaml); partitions persist between runs.
 export DAGSTER_HOME := $(CURDIR)
+# The browser the Dagster UI test drives (Debian's package; no tool downloads a browser of its own).
+CHROMIUM := /usr/bin/chromium
 # The embedded samples: 1 images, 2 text (named entities), 3 audio (transcriptions).
 SAMPLE_PROJECTS := 1 2 3
 
@@ -32,6 +34,9 @@ $(LS_VENV)/.installed:
 	$(PYTHON) -m venv $(LS_VENV)
 	$(LS_VENV)/bin/pip install -q label-studio==$(LABEL_STUDIO_VERSION) 2>&1 | $(QUIET_PIP)
 	touch $@
+
+$(CHROMIUM):
+	apt-get install -y -q chromium > /dev/null || { apt-get update -q > /dev/null && apt-get install -y -q chromium > /dev/null; }
 
 $(IMPORTERS_STAMP):
 	rm -rf $(IMPORTERS_VENV)
@@ -54,9 +59,9 @@ demo: install
 		echo "  normalized store: data/output/project-$$p/store/"; echo; \
 	done
 
-test: lint $(LS_VENV)/.installed $(IMPORTERS_STAMP)
+test: lint $(LS_VENV)/.installed $(IMPORTERS_STAMP) $(CHROMIUM)
 	LABEL_STUDIO_BIN=$(CURDIR)/$(LS_VENV)/bin/label-studio LSFLOW_IMPORTERS_PYTHON=$(CURDIR)/$(IMPORTERS_VENV)/bin/python \
-		$(VENV)/bin/pytest
+		LSFLOW_CHROMIUM=$(CHROMIUM) $(VENV)/bin/pytest
 
 # Lint and import order (ruff), types (mypy), the layers' import contracts (import-linter; see docs/architecture.md).
 lint: install

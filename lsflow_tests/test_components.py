@@ -115,3 +115,11 @@ attributes:
     assert token not in (run.stdout + run.stderr).encode()
     leaked = [p for p in project.rglob("*") if p.is_file() and token in p.read_bytes()]
     assert leaked == []
+
+
+def test_a_key_written_into_the_yaml_is_refused(tmp_path):
+    literal = FILES_INSTANCE + "  api_key: 0123456789abcdef\n"
+    project = dg_project(tmp_path / "user", {"sample": literal})
+    checked = run_dg(project, project_env(project), "check", "defs")
+    assert checked.returncode != 0
+    assert "api_key" in checked.stdout + checked.stderr
