@@ -201,8 +201,14 @@ def _echo_media_report(report: MediaReport) -> None:
               help="Versions kept per format besides pinned ones (`lsflow versions pin`); older ones are removed.")
 @click.option("--max-wait", type=click.FloatRange(min=0, min_open=True), show_default="1800",
               help="Seconds the snapshot may take to build on the server.")
+@click.option("--storage", "storage_url", metavar="URL",
+              help="Read the project's target storage instead of the API: file://, s3://, gs:// or azure:// and the "
+                   "prefix Label Studio writes to ({project} stands for PROJECT_ID); only changed objects are read.")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="With --storage: the project's labeling config (target storage holds none).")
 def export(project_id: str, formats: str, out_dir: Path, full: bool, media_root: Path | None, policy_text: str,
-           option_pairs: tuple[str, ...], workers: int, keep_versions: int, max_wait: float | None) -> None:
+           option_pairs: tuple[str, ...], workers: int, keep_versions: int, max_wait: float | None,
+           storage_url: str | None, config_path: Path | None) -> None:
     """Export project PROJECT_ID of a running Label Studio into FORMAT (comma-separated names).
 
     `label-studio export PROJECT FORMAT --path DIR`, but over the API from any machine. The first run
@@ -210,7 +216,8 @@ def export(project_id: str, formats: str, out_dir: Path, full: bool, media_root:
     remove deleted ones), then rebuild every format from the local store — the same files a full
     export gives, with unchanged files left untouched. The server and token come from
     LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (a personal access token or a legacy token);
-    `DEBUG=1 LOG_LEVEL=DEBUG` shows each step.
+    `DEBUG=1 LOG_LEVEL=DEBUG` shows each step. With --storage, tasks come from the project's target
+    storage (cloud credentials from the environment, as the cloud SDKs read them).
     """
     import shutil
 
@@ -220,7 +227,9 @@ def export(project_id: str, formats: str, out_dir: Path, full: bool, media_root:
     from lsflow.project.lock import OutOfSpace, ProjectBusy
     from lsflow.project.snapshot import take_project_snapshot
     from lsflow.project.store import update_store
+    from lsflow.sources.base import TaskSource
     from lsflow.sources.label_studio import LabelStudioError, LabelStudioSource, Timing
+    from lsflow.sources.target_storage import StorageError, TargetStorageSource
 
     _log_from_environment()
     url = os.environ.get("LABEL_STUDIO_URL", "")
@@ -235,8 +244,13 @@ def export(project_id: str, formats: str, out_dir: Path, full: bool, media_root:
                 bar.total = total
                 bar.update(done - bar.n)
 
-            timing = Timing(max_wait=max_wait) if max_wait else Timing()
-            source = LabelStudioSource(url, os.environ.get("LABEL_STUDIO_API_KEY", ""), timing=timing, progress=downloaded)
+            source: TaskSource
+            if storage_url:
+                source = TargetStorageSource(storage_url, config_path)
+            else:
+                timing = Timing(max_wait=max_wait) if max_wait else Timing()
+                source = LabelStudioSource(url, os.environ.get("LABEL_STUDIO_API_KEY", ""), timing=timing,
+                                           progress=downloaded)
             record = take_project_snapshot(source, layout, full=full)
         summary, changes, _ = update_store(layout)
         media = MediaResolver.from_environment(media_root=media_root, label_studio_url=url)
@@ -247,7 +261,7 @@ def export(project_id: str, formats: str, out_dir: Path, full: bool, media_root:
                 progress=lambda tasks: tqdm(tasks, desc="tasks", unit=" tasks", total=summary.tasks, disable=None)))
     except ProjectBusy as error:  # another run is writing PATH: nothing of it is this run's to remove
         raise click.ClickException(str(error)) from None
-    except (LabelStudioError, ExportFormatError, UnknownFormatError, LabelConfigError, ValueError,
+    except (LabelStudioError, StorageError, ExportFormatError, UnknownFormatError, LabelConfigError, ValueError,
             OutOfSpace) as error:
         if first_export:  # nothing of a failed first export stays behind
             shutil.rmtree(layout.project_dir, ignore_errors=True)
@@ -256,6 +270,8 @@ def export(project_id: str, formats: str, out_dir: Path, full: bool, media_root:
         raise click.ClickException(str(error)) from None
     click.echo(f"project {project_id}: snapshot {record.snapshot_id} ({record.mode}), {record.task_count} tasks, "
                f"md5 {record.md5}")
+    if record.counts:
+        click.echo("source: " + ", ".join(f"{name.replace('_', ' ')} {count}" for name, count in record.counts.items()))
     click.echo(f"store: {summary.tasks} tasks — {changes.new} new, {changes.changed} changed, "
                f"{changes.deleted} deleted")
     _echo_results(built.results, files=True)

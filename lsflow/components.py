@@ -27,13 +27,14 @@ from lsflow.defs.resources import (
     DatasetSettings,
     ExportFileSourceResource,
     LabelStudioResource,
+    TargetStorageResource,
     TaskSourceResource,
 )
 from lsflow.defs.schedules import DEFAULT_FULL_EXPORT_CRON
 from lsflow.project.versions import KEEP_VERSIONS
 
 __all__ = ["DatasetSettings", "ExportFileSourceResource", "LabelStudioDatasets", "LabelStudioResource",
-           "build_label_studio_defs"]
+           "TargetStorageResource", "build_label_studio_defs"]
 
 
 class LabelStudioDatasets(dg.Component, dg.Model, dg.Resolvable):
@@ -43,9 +44,10 @@ class LabelStudioDatasets(dg.Component, dg.Model, dg.Resolvable):
     name: str | None = Field(
         None, description="Tells instances apart (resources, job, sensor, schedule, partitions and the default "
         "asset key prefix are named after it). Default: the name of the folder holding this defs.yaml.")
-    source: Literal["label_studio", "files"] = Field(
+    source: Literal["label_studio", "files", "target_storage"] = Field(
         "label_studio", description="`label_studio`: a live server, through its Snapshot API; `files`: recorded "
-        "exports, `<projects_dir>/<project id>/export.json` (+ label_config.xml).")
+        "exports, `<projects_dir>/<project id>/export.json` (+ label_config.xml); `target_storage`: the objects "
+        "Label Studio syncs to `storage_url`.")
     url: str | None = Field(
         None, description="The Label Studio URL, e.g. \"{{ env.LABEL_STUDIO_URL }}\". Default: $LABEL_STUDIO_URL "
         "read when a run starts.")
@@ -55,6 +57,14 @@ class LabelStudioDatasets(dg.Component, dg.Model, dg.Resolvable):
         "appears in YAML, run config or the UI.")
     projects_dir: str | None = Field(
         None, description="For `source: files`: the folder of recorded exports; relative to the dg project's root.")
+    storage_url: str | None = Field(
+        None, description="For `source: target_storage`: file://, s3://, gs:// or azure:// and the prefix Label Studio "
+        "writes to, `{project}` standing for the project id. Cloud credentials from the environment.")
+    storage_label_config: str | None = Field(
+        None, description="For `source: target_storage`: the labeling config's file (`{project}` for the id), since "
+        "target storage holds none; relative to the dg project's root.")
+    storage_options: dict[str, str] = Field(
+        {}, description="For `source: target_storage`: fsspec options that are not secrets, e.g. endpoint_url.")
     projects: list[int | str] | None = Field(
         None, description="Project ids, each a static partition. Unset: projects are dynamic partitions, added by "
         "the sensor (every project, or those matching `project_title_pattern`).")
@@ -118,6 +128,12 @@ class LabelStudioDatasets(dg.Component, dg.Model, dg.Resolvable):
         )
 
     def _task_source(self, under_root) -> TaskSourceResource:
+        if self.source == "target_storage":
+            if not self.storage_url:
+                raise ValueError("source: target_storage needs storage_url, where Label Studio syncs the project's tasks")
+            return TargetStorageResource(
+                url=self.storage_url, storage_options=self.storage_options,
+                label_config=under_root(self.storage_label_config) if self.storage_label_config else None)
         if self.source == "files":
             if not self.projects_dir:
                 raise ValueError("source: files needs projects_dir, the folder of <project id>/export.json")

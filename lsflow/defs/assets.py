@@ -72,6 +72,7 @@ def build_assets(names: Names, partitions_def: dg.PartitionsDefinition,
                 "changed_since": record.changed_since or "",
                 "deleted_tasks": len(record.deleted_task_ids),
                 "source": record.source,
+                **record.counts,  # the source's own: target storage's objects listed, read, skipped, ...
                 "path": dg.MetadataValue.path(str(layout.snapshot_export)),
             },
             data_version=dg.DataVersion(record.md5) if record.md5 else None,

@@ -3,7 +3,9 @@
 `TaskSourceResource` is the interface the assets ask for; which implementation backs it is chosen
 from `LSFLOW_SOURCE` (`task_source_from_environment`): `files` (default: the recorded exports under
 `LSFLOW_PROJECTS_DIR`, the embedded sample unless set) or `label_studio` (a live server at
-`LABEL_STUDIO_URL`, with `LABEL_STUDIO_API_KEY`; both read when a run starts, never stored).
+`LABEL_STUDIO_URL`, with `LABEL_STUDIO_API_KEY`; both read when a run starts, never stored) or
+`target_storage` (the objects Label Studio syncs to `LSFLOW_STORAGE_URL`, labeling configs from the
+`LSFLOW_STORAGE_LABEL_CONFIG` file pattern).
 """
 
 import os
@@ -27,6 +29,7 @@ from lsflow.sources.label_studio import (
 )
 from lsflow.sources.media import MediaResolver
 from lsflow.sources.media_download import DownloadLimits
+from lsflow.sources.target_storage import TargetStorageSource
 
 _DEFAULT_LIMITS = DownloadLimits()
 
@@ -122,6 +125,23 @@ class LabelStudioResource(TaskSourceResource):
         return LabelStudioSource(self.url, self.api_key, options, timing)
 
 
+class TargetStorageResource(TaskSourceResource):
+    """Label Studio's target storage: the per-task (or per-annotation) JSON objects it syncs to a folder or bucket.
+
+    `url` is `file://`, `s3://`, `gs://` or `azure://` and the prefix, with `{project}` for the project id
+    (docs/target-storage.md). Cloud credentials come from the environment, as the cloud SDKs read them.
+    """
+
+    url: str
+    # Target storage holds no labeling config: a file per project, `{project}` standing for its id.
+    label_config: str | None = None
+    # fsspec options of the backend that are not secrets, e.g. {"endpoint_url": "http://minio:9000"}.
+    storage_options: dict[str, str] = {}
+
+    def open(self) -> TargetStorageSource:
+        return TargetStorageSource(self.url, self.label_config, dict(self.storage_options))
+
+
 class DatasetSettings(dg.ConfigurableResource):
     """Where datasets are written and how tasks become them."""
 
@@ -171,7 +191,10 @@ def task_source_from_environment() -> TaskSourceResource:
         return ExportFileSourceResource(projects_dir=os.environ.get("LSFLOW_PROJECTS_DIR", SAMPLE_PROJECTS_DIR))
     if kind == "label_studio":
         return LabelStudioResource(url=dg.EnvVar("LABEL_STUDIO_URL"), api_key=dg.EnvVar("LABEL_STUDIO_API_KEY"))
-    raise ValueError(f"LSFLOW_SOURCE={kind!r}: expected 'files' or 'label_studio'")
+    if kind == "target_storage":
+        return TargetStorageResource(url=os.environ["LSFLOW_STORAGE_URL"],
+                                     label_config=os.environ.get("LSFLOW_STORAGE_LABEL_CONFIG"))
+    raise ValueError(f"LSFLOW_SOURCE={kind!r}: expected 'files', 'label_studio' or 'target_storage'")
 
 
 def settings_from_environment() -> DatasetSettings:

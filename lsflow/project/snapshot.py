@@ -37,6 +37,7 @@ class SnapshotRecord:
     mode: str  # "full" | "incremental"
     changed_since: str | None = None
     deleted_task_ids: list[int] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)  # the source's own (target storage: objects read, ...)
 
     @classmethod
     def read(cls, layout: ProjectLayout) -> SnapshotRecord:
@@ -70,15 +71,16 @@ def take_project_snapshot(source: TaskSource, layout: ProjectLayout, full: bool 
         with staging(layout, "snapshot") as folder, ThreadPoolExecutor(1) as background:
             # Which stored tasks are gone is asked while the snapshot is made: both wait on the server.
             # Tasks new since the store have larger ids and are in the snapshot, so the store's are the ones to check.
-            deletions = None if since is None else background.submit(
+            # A source that lists its deletions itself (target storage) reports them with the snapshot.
+            deletions = None if since is None or getattr(source, "lists_deletions", False) else background.submit(
                 source.deleted_task_ids, layout.project_id, sorted(stored_task_ids(layout.store_dir)))
-            snapshot = source.take_snapshot(layout.project_id, folder, changed_since=since)
+            snapshot = source.take_snapshot(layout.project_id, folder, changed_since=since, store_dir=layout.store_dir)
             fetched = [task.id for task in iter_export_tasks(snapshot.export_path)]
-            deleted = set() if deletions is None else deletions.result()
+            deleted = set(snapshot.deleted_task_ids or ()) if deletions is None else deletions.result()
             record = SnapshotRecord(
                 project_id=snapshot.project_id, snapshot_id=snapshot.snapshot_id, md5=snapshot.md5,
                 source=snapshot.source, task_count=len(fetched), mode="full" if since is None else "incremental",
-                changed_since=since, deleted_task_ids=sorted(deleted),
+                changed_since=since, deleted_task_ids=sorted(deleted), counts=snapshot.counts,
             )
             (folder / layout.snapshot_record.name).write_bytes(orjson.dumps(asdict(record), option=orjson.OPT_INDENT_2))
             publish_directory(folder, layout.snapshot_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import asdict
 
 from lsflow import __version__
@@ -11,6 +12,7 @@ from lsflow.project.layout import ProjectLayout
 from lsflow.project.lock import project_lock
 from lsflow.project.snapshot import SnapshotRecord, snapshot_label_config, staging, store_is_upsertable
 from lsflow.sources.export_file import iter_export_tasks
+from lsflow.sources.target_storage import STORAGE_INDEX
 
 
 def update_store(layout: ProjectLayout) -> tuple[StoreSummary, StoreChanges, SnapshotRecord]:
@@ -32,5 +34,8 @@ def update_store(layout: ProjectLayout) -> tuple[StoreSummary, StoreChanges, Sna
             else:
                 summary = write_store(tasks, folder, image_key, manifest)
                 changes = StoreChanges(new=summary.tasks)
+            # What target storage's objects the store now holds: kept with it, so they are read again only when changed.
+            if (layout.snapshot_dir / STORAGE_INDEX).is_file():
+                shutil.copyfile(layout.snapshot_dir / STORAGE_INDEX, folder / STORAGE_INDEX)
             publish_directory(folder, layout.store_dir)
         return summary, changes, record

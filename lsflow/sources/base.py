@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -30,6 +30,10 @@ class Snapshot:
     snapshot_id: str | None
     md5: str | None
     source: str
+    # Set by a source that finds deletions while it snapshots (`lists_deletions`): the tasks gone since `store_dir`'s.
+    deleted_task_ids: list[int] | None = None
+    # What the source counted (e.g. objects listed and read), for the snapshot's record and metadata.
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 class TaskSource(Protocol):
@@ -38,9 +42,11 @@ class TaskSource(Protocol):
 
     def list_projects(self) -> list[ProjectInfo]: ...
 
-    def take_snapshot(self, project_id: str, destination: Path, changed_since: str | None = None) -> Snapshot:
+    def take_snapshot(self, project_id: str, destination: Path, changed_since: str | None = None,
+                      store_dir: Path | None = None) -> Snapshot:
         """Export the project into `destination`; with `changed_since` (server time), only the tasks
-        whose `updated_at` is later."""
+        whose `updated_at` is later. `store_dir` is the project's store, for a source that keeps its
+        own record of what was read there (target storage)."""
 
     def deleted_task_ids(self, project_id: str, known_ids: list[int]) -> set[int]:
         """Which of `known_ids` (tasks the project had) it no longer has."""

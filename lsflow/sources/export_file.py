@@ -250,7 +250,8 @@ class ExportFileSource:
     def deleted_task_ids(self, project_id: str, known_ids: list[int]) -> set[int]:
         return set(known_ids) - {task.id for task in iter_export_tasks(self._export(project_id))}
 
-    def take_snapshot(self, project_id: str, destination: Path, changed_since: str | None = None) -> Snapshot:
+    def take_snapshot(self, project_id: str, destination: Path, changed_since: str | None = None,
+                      store_dir: Path | None = None) -> Snapshot:
         export = self._export(project_id)
         folder = export.parent
         destination.mkdir(parents=True, exist_ok=True)

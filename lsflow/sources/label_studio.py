@@ -210,7 +210,8 @@ class LabelStudioSource:
         with ThreadPoolExecutor(DELETION_REQUESTS) as pool:
             return find_deleted(known_ids, count_between, ids_between, pool.submit)
 
-    def take_snapshot(self, project_id: str, destination: Path, changed_since: str | None = None) -> Snapshot:
+    def take_snapshot(self, project_id: str, destination: Path, changed_since: str | None = None,
+                      store_dir: Path | None = None) -> Snapshot:
         """The project's export in `destination`; with `changed_since` (server time, Label Studio's
         `%Y-%m-%dT%H:%M:%S.%fZ`) only the tasks updated after it, through a temporary Data Manager view."""
         pid = _project_number(project_id)

@@ -54,11 +54,10 @@ def test_the_sensor_of_configured_projects_runs_those_only_and_adds_no_partition
     sensor = defs.resolve_sensor_def("texts_label_studio_projects")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
-        first = sensor.evaluate_tick(context)  # as the daemon evaluates it
+        first = sensor(dg.build_sensor_context(instance=instance, resources=defs.resources))
         assert [r.partition_key for r in first.run_requests] == ["2"] and first.dynamic_partitions_requests == []
-        context = dg.build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs, resources=defs.resources)
-        assert sensor.evaluate_tick(context).run_requests == []  # nothing moved since
+        context = dg.build_sensor_context(instance=instance, cursor=first.cursor, resources=defs.resources)
+        assert sensor(context).run_requests == []  # nothing moved since
 
 
 def test_bad_options_fail_when_the_definitions_load(tmp_path):
