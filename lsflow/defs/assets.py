@@ -189,7 +189,7 @@ def _build_formats(context: dg.AssetExecutionContext, settings: DatasetSettings,
             },
             data_version=dg.DataVersion(version.version_id),
             check_results=[
-                check_result(key, outcome, name)
+                check_result(key, outcome, name, context.partition_key)
                 for outcome in dataset_checks(result, built.context)
                 if dg.AssetCheckKey(key, outcome.name) in context.selected_asset_check_keys
             ],

@@ -59,9 +59,14 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def check_result(key: dg.AssetKey, outcome: CheckOutcome, format_name: str) -> dg.AssetCheckResult:
-    """A blocking check fails as an ERROR (downstream assets do not run); the others WARN."""
-    metadata = dict(outcome.metadata)
+def check_result(key: dg.AssetKey, outcome: CheckOutcome, format_name: str,
+                 partition: str | None = None) -> dg.AssetCheckResult:
+    """A blocking check fails as an ERROR (downstream assets do not run); the others WARN.
+
+    The project is named in the metadata: partitioned asset checks are a preview feature of Dagster 1.13
+    (breaking changes allowed in patch releases), so the results are recorded without a partition."""
+    metadata: dict = {"project": partition} if partition is not None else {}
+    metadata.update(outcome.metadata)
     if outcome.problems:
         metadata["problems"] = dg.MetadataValue.md("\n".join(f"- {p}" for p in outcome.problems))
     severity = dg.AssetCheckSeverity.ERROR if check_is_blocking(format_name, outcome.name) else \

@@ -33,7 +33,7 @@ class YoloWriter(UltralyticsWriter):
 
 class YoloWithImagesWriter(YoloWriter):
     name = "YOLO_WITH_IMAGES"
-    description = "YOLO detection labels with the task images copied into images/<split>/"
+    description = "YOLO detection labels with the task images copied into `images/<split>/`"
     copies_images = True
     reads_media = True
     per_task = False  # the copies come from the media, which can change without the task

@@ -49,7 +49,7 @@ class YoloObbWriter(UltralyticsWriter):
 
 class YoloObbWithImagesWriter(YoloObbWriter):
     name = "YOLO_OBB_WITH_IMAGES"
-    description = "YOLO oriented boxes with the task images copied into images/<split>/"
+    description = "YOLO oriented boxes with the task images copied into `images/<split>/`"
     copies_images = True
     reads_media = True
     per_task = False  # the copies come from the media, which can change without the task
