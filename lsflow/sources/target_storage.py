@@ -134,6 +134,7 @@ class TargetStorageSource:
 
     def _list(self, project_id: str) -> list[StorageObject]:
         prefix = self._prefix(project_id)
+        self.filesystem.invalidate_cache(prefix)  # s3fs and others keep listings: each listing is asked afresh
         try:
             found = self.filesystem.find(prefix, detail=True)
         except FileNotFoundError:
@@ -253,9 +254,6 @@ def _merge(tasks: dict[int, dict[str, Any]], task_id: int, kind: str, value: dic
                                                                                       known.get("annotations") or [])}
         return
     annotation = {k: v for k, v in value.items() if k != "task"}
-    completed_by = annotation.get("completed_by")
-    if isinstance(completed_by, dict):  # the export's shape: the annotator's id, with details beside it
-        annotation["completed_by"] = completed_by.get("id")
     task = tasks.setdefault(task_id, {**value["task"], "annotations": []})
     task["annotations"] = _union(task.get("annotations") or [], [annotation])
 
