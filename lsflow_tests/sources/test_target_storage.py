@@ -125,3 +125,28 @@ def test_projects_are_the_numbered_folders(tmp_path):
     (tmp_path / "storage" / "readme").mkdir()
     listed = TargetStorageSource(f"file://{tmp_path}/storage/{{project}}").list_projects()
     assert [(p.project_id, p.task_count) for p in listed] == [("4", 2), ("12", 1)]
+
+
+def test_the_sensor_runs_a_project_whose_objects_changed(tmp_path):
+    import dagster as dg
+
+    from lsflow.defs.factory import build_label_studio_defs
+    from lsflow.defs.resources import DatasetSettings, TargetStorageResource
+
+    tasks = [t for t in sample_tasks() if t["annotations"]]
+    folder = tmp_path / "storage" / "1"
+    write_objects(folder, tasks, per_task)
+    defs = build_label_studio_defs(name="bucket", task_source=TargetStorageResource(url=f"file://{tmp_path}/storage/{{project}}"),
+                                   settings=DatasetSettings(output_root=str(tmp_path / "out")))
+    sensor = defs.resolve_sensor_def("bucket_label_studio_projects")
+    with dg.instance_for_test() as instance:
+        def evaluate(cursor):
+            return sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources))
+
+        first = evaluate(None)
+        assert [r.partition_key for r in first.run_requests] == ["1"]
+        assert evaluate(first.cursor).run_requests == []  # the same listing: nothing to do
+        (folder / f"{tasks[0]['id']}.json").write_bytes(orjson.dumps({**tasks[0], "updated_at": "2030-01-01T00:00:00Z"}))
+        moved = evaluate(first.cursor)
+        assert [r.partition_key for r in moved.run_requests] == ["1"]
+        assert moved.run_requests[0].run_key != first.run_requests[0].run_key
