@@ -4,8 +4,9 @@ What Label Studio 1.23.2 writes, and why, is measured and explained in docs/targ
 - without `FUTURE_SAVE_TASK_TO_STORAGE`, one object per annotation, key `<annotation id>`, the annotation with its
   task nested; with `FUTURE_SAVE_TASK_TO_STORAGE=true`, one object per task, key `<task id>.json`, the whole task
   with all its annotations (`TASK_FORMAT_ENV`);
-- objects are written on every annotation save (create, update) once the storage exists, and for the annotations
-  made before it only on a sync.
+- objects are written on every annotation save (create, update) once the storage exists; the annotations made before
+  it are written when the storage is created (the server syncs on creation, SYNC_ON_TARGET_STORAGE_CREATION) and
+  rewritten by every sync.
 
 No tests here: pytest does not collect this module (its name does not start with `test_`).
 """
@@ -104,7 +105,8 @@ def create_local_target(server: LabelStudioServer, project_id: int, path: Path, 
                         sync: bool = True) -> int:
     """A local-files target storage writing into `path` (created; must be below the server's
     LOCAL_FILES_DOCUMENT_ROOT), synced unless `sync=False`; returns its id. Objects land directly in `path`,
-    with no project sub-folder. A sync writes the annotations that exist already; later saves write themselves."""
+    with no project sub-folder. Creation already writes the existing annotations; the extra sync only rewrites them
+    (and restores objects a delete removed); later saves write themselves."""
     path.mkdir(parents=True, exist_ok=True)
     storage = server.client.export_storage.local.create(project=project_id, path=str(path), title=f"target {path.name}",
                                                         can_delete_objects=can_delete_objects)
