@@ -38,7 +38,7 @@ def label_studio_binary() -> Path:
     return binary
 
 
-def _free_port() -> int:
+def free_port() -> int:
     # Label Studio silently moves to another port when its port is busy, so pick one that is free now.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -62,7 +62,7 @@ class LabelStudioServer:
         self.base_dir = base_dir
         self.media_dir = base_dir / "media"
         self.log_path = base_dir / "label-studio.log"
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.legacy_token = secrets.token_hex(20)  # 40 chars, the most Label Studio accepts
         self._password = secrets.token_urlsafe(16)

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
 
+from lsflow_tests.dg_project import launch_everything, project_env, run_dg
 from lsflow_tests.paths import SAMPLE_MEDIA, SAMPLE_PROJECTS
 
-TOOLS = Path(sys.executable).parent
 MODULE = "lsflow_component_user"
 
 
@@ -33,17 +31,6 @@ def dg_project(root: Path, instances: dict[str, str]) -> Path:
         (package / "defs" / folder).mkdir()
         (package / "defs" / folder / "defs.yaml").write_text(yaml_text)
     return root
-
-
-def project_env(project: Path, **extra: str) -> dict[str, str]:
-    home = project / "dagster_home"
-    home.mkdir(exist_ok=True)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    return {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(project / "src"), **extra}
-
-
-def run_dg(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(TOOLS / "dg"), *args], cwd=project, env=env, capture_output=True, text=True, timeout=600)
 
 
 FILES_INSTANCE = f"""type: lsflow.components.LabelStudioDatasets
@@ -103,8 +90,7 @@ attributes:
 """
     project = dg_project(tmp_path / "user", {"cars": server})
     env = project_env(project, LABEL_STUDIO_URL=label_studio.url, **{key_variable: label_studio.personal_token})
-    run = run_dg(project, env, "launch", "--assets", "*", "--partition", str(image_project.id))
-    assert run.returncode == 0 and "RUN_SUCCESS" in run.stdout + run.stderr, (run.stdout + run.stderr)[-4000:]
+    run = launch_everything(project, env, str(image_project.id))
     datasets = project / "out" / f"project-{image_project.id}" / "datasets"
     assert (datasets / "COCO" / "result.json").is_file() and (datasets / "YOLO" / "data.yaml").is_file()
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -30,7 +27,8 @@ import pytest
 
 from lsflow.core.formats import writer_class
 from lsflow.project.datasets import REGION_ACCOUNTING
-from lsflow_tests.paths import REPO_ROOT, SAMPLE_MEDIA, SAMPLE_PROJECTS
+from lsflow_tests.dg_project import TOOLS, copy_example, launch_everything, project_env
+from lsflow_tests.label_studio_server import free_port
 
 # `make test` names the browser it installed: there, a missing browser or Playwright fails the test; a bare
 # `pytest` on a machine without them skips it.
@@ -45,8 +43,6 @@ else:
 expect = sync_api.expect
 pytestmark = pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no Chromium at {CHROMIUM} (Debian's chromium package)")
 
-EXAMPLE = REPO_ROOT / "examples" / "label_studio_training"
-TOOLS = Path(sys.executable).parent
 MODULE = "label_studio_training.definitions"
 DATASET = dg.AssetKey(["label_studio", "dataset_yolo_with_images"])
 TRAINED = dg.AssetKey("crop_classifier")
@@ -75,24 +71,13 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Example:
     """The example copied out of the repository (reading the repository's sample by absolute path), every
     asset of partition 1 materialized in an instance of its own."""
     root = tmp_path_factory.mktemp("example-ui")
-    project = root / "label_studio_training"
-    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("data", "*.egg-info", "__pycache__"))
-    defs_yaml = project / "src" / "label_studio_training" / "defs" / "label_studio" / "defs.yaml"
-    text = defs_yaml.read_text()
-    assert "../../data/sample/projects" in text and "../../data/sample/media" in text
-    defs_yaml.write_text(text.replace("../../data/sample/projects", str(SAMPLE_PROJECTS))
-                         .replace("../../data/sample/media", str(SAMPLE_MEDIA)))
+    project = copy_example(root / "label_studio_training")
     home = root / "dagster_home"
-    (home / ".nux").mkdir(parents=True)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = project_env(project, home)
     # The webserver's "Join the Dagster community" dialog covers the page until it has been seen once.
+    (home / ".nux").mkdir()
     (home / ".nux" / "nux.yaml").write_text("seen: 1\n")
-    # The copy's package comes before the installed (editable) one, which points into the repository.
-    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(project / "src")}
-
-    run = subprocess.run([str(TOOLS / "dg"), "launch", "--assets", "*", "--partition", "1"], cwd=project, env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0 and "RUN_SUCCESS" in run.stdout + run.stderr, (run.stdout + run.stderr)[-4000:]
+    launch_everything(project, env, "1")
     with dg.DagsterInstance.from_config(str(home)) as instance:
         (record,) = instance.fetch_materializations(DATASET, limit=1).records
         dataset = {key: value.value for key, value in record.asset_materialization.metadata.items()}
@@ -100,12 +85,6 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Example:
     # The copy is the project that ran: its outputs are under tmp, none in the repository.
     assert Path(dataset["version_path"]).is_relative_to(project)
     return Example(project, env, dataset)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -123,7 +102,7 @@ def _stop(process: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def server(example: Example, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`dagster-webserver -m label_studio_training.definitions` on the copy; yields its base URL."""
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("webserver") / "webserver.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(

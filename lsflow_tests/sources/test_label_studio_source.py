@@ -4,7 +4,6 @@ changed-task snapshots, and the messages for the failures a real server can show
 from __future__ import annotations
 
 import hashlib
-import socket
 from datetime import UTC, datetime
 
 import httpx
@@ -13,6 +12,7 @@ import pytest
 
 from lsflow.sources.base import EXPORT_FILE, LABEL_CONFIG_FILE
 from lsflow.sources.label_studio import LabelStudioError, LabelStudioSource, Timing
+from lsflow_tests.label_studio_server import free_port
 from lsflow_tests.live_projects import TEXT_CONFIG
 from lsflow_tests.paths import IMAGE_CONFIG
 
@@ -125,9 +125,7 @@ def test_legacy_token_of_an_organization_that_disabled_them_says_how_to_fix_it(l
 
 
 def test_unreachable_server_is_retried_then_explained(tmp_path):
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     source = LabelStudioSource(f"http://127.0.0.1:{port}", "0" * 40, timing=Timing(retries=2, retry_delay=0.01))
     with pytest.raises(LabelStudioError, match=r"could not read project 1 at http://127\.0\.0\.1:\d+ after 3 "
                                                r"attempts: ConnectError.*Is Label Studio running"):
