@@ -43,14 +43,15 @@ def build_projects_sensor(
     """`project_ids` set: those projects only (static partitions); else every project whose title matches
     `title_pattern` (unset: `$LSFLOW_PROJECT_TITLE_PATTERN`, read at each evaluation), added as partitions."""
     dynamic = isinstance(partitions_def, dg.DynamicPartitionsDefinition)
+    wanted_ids = set(project_ids or ())
     pattern_source = "the configured project ids" if project_ids else \
         (f"title pattern {title_pattern!r}" if title_pattern else f"title filter: ${TITLE_PATTERN_ENV}, a regular expression")
 
     def label_studio_projects(context: dg.SensorEvaluationContext, **resources: TaskSourceResource) -> dg.SensorResult:
         task_source = resources[names.task_source]
         listed = task_source.open().list_projects()
-        if project_ids:
-            projects = [p for p in listed if p.project_id in set(project_ids)]
+        if wanted_ids:
+            projects = [p for p in listed if p.project_id in wanted_ids]
         else:
             projects = projects_wanted(listed, title_pattern or os.environ.get(TITLE_PATTERN_ENV))
         seen = json.loads(context.cursor) if context.cursor else {}

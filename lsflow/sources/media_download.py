@@ -244,7 +244,7 @@ class CloudDownloader:
         size = int(info.get("size") or 0)
         if size > self.limits.max_bytes:
             raise _size_limit_refusal(size, self.limits)
-        validator = _object_validator(info)
+        validator = object_validator(info)
         entry = self.cache.entry(url, reference.file_name)
         record = entry.record()
         if record is not None and validator is not None and record.etag == validator:
@@ -273,7 +273,7 @@ class CloudDownloader:
         return self._filesystems[scheme]
 
 
-def _object_validator(info: dict[str, Any]) -> str | None:
+def object_validator(info: dict[str, Any]) -> str | None:
     """What changes when a cloud object's bytes change: its ETag, else generation or modification time."""
     for key in ("ETag", "etag", "generation", "md5Hash", "LastModified", "last_modified", "updated", "mtime"):
         if info.get(key):

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from lsflow.sources.base import EXPORT_FILE, LABEL_CONFIG_FILE, ProjectInfo, Snapshot
 from lsflow.sources.export_file import write_export
+from lsflow.sources.media_download import object_validator
 
 # The store's record of the objects it was built from; a snapshot carries the new one for the store to keep.
 STORAGE_INDEX = "storage_objects.parquet"
@@ -62,11 +63,9 @@ class StorageRead:
 
 
 def fingerprint(info: dict[str, Any]) -> str:
-    """The ETag where the store gives one (S3, GCS, Azure), else size and modification time (local files)."""
-    for name in ("ETag", "etag", "generation", "md5Hash"):
-        if info.get(name):
-            return f"{name}:{info[name]}".replace('"', "")
-    return f"size:{info.get('size')}:mtime:{info.get('mtime') or info.get('LastModified') or info.get('last_modified')}"
+    """The object's validator as the media cache takes it (ETag where the store gives one, else its
+    modification time: local files), with its size."""
+    return f"{object_validator(info)}|size:{info.get('size')}"
 
 
 class TargetStorageSource:
@@ -174,7 +173,7 @@ class TargetStorageSource:
             if task_id is not None:
                 touched_tasks.add(task_id)
         siblings = [key for key, (_, task_id) in known.items()
-                    if task_id in touched_tasks and key in current and key not in contents and key not in changed]
+                    if task_id in touched_tasks and key in current and key not in changed]
         contents.update(self._read(project_id, siblings, read))
 
         tasks: dict[int, dict[str, Any]] = {}
