@@ -100,27 +100,23 @@ def has_non_finite(value) -> bool:
     return False
 
 
+def any_scalar(value, test) -> bool:
+    """Whether `test` holds for a scalar anywhere in a JSON value (keys included)."""
+    if isinstance(value, list):
+        return any(any_scalar(v, test) for v in value)
+    if isinstance(value, dict):
+        return any(any_scalar(k, test) or any_scalar(v, test) for k, v in value.items())
+    return test(value)
+
+
 def has_wide_integer(value) -> bool:
     """Integers beyond 64 bits (signed): refused on purpose (never silently read as floats)."""
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return not -(2**63) <= value < 2**63  # ijson's yajl reads signed 64-bit integers
-    if isinstance(value, list):
-        return any(has_wide_integer(v) for v in value)
-    if isinstance(value, dict):
-        return any(has_wide_integer(k) or has_wide_integer(v) for k, v in value.items())
-    return False
+    # ijson's yajl reads signed 64-bit integers.
+    return any_scalar(value, lambda v: isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**63)
 
 
 def has_lone_surrogate(value) -> bool:
-    if isinstance(value, str):
-        return any(0xD800 <= ord(c) <= 0xDFFF for c in value)
-    if isinstance(value, list):
-        return any(has_lone_surrogate(v) for v in value)
-    if isinstance(value, dict):
-        return any(has_lone_surrogate(k) or has_lone_surrogate(v) for k, v in value.items())
-    return False
+    return any_scalar(value, lambda v: isinstance(v, str) and any(0xD800 <= ord(c) <= 0xDFFF for c in v))
 
 
 def is_task(value) -> bool:
