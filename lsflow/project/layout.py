@@ -5,6 +5,7 @@
     project-<id>/reuse/        what the last dataset build kept of each task's output, for the next
     project-<id>/versions/     per format, its immutable versions: versions/<FORMAT>/<version id>/
     project-<id>/datasets/     per format, a link to its newest version: datasets/<FORMAT>/
+    project-<id>/review/       the prediction review: review.json, README.md and its pictures
     project-<id>/.staging-*    private folders a step builds in before publishing atomically
 
 `lsflow export --path DIR` keeps the same folders under `DIR/.lsflow/` and the formats in `DIR/`.
@@ -78,6 +79,11 @@ class ProjectLayout:
     def versions_dir(self, format_name: str) -> Path:
         """Every kept version of the format, each in a folder named by its id (`lsflow.project.versions`)."""
         return self.versions_root / format_name
+
+    @property
+    def review_dir(self) -> Path:
+        """The prediction review of the store's tasks (`lsflow.project.review`)."""
+        return self.project_dir / "review"
 
     @property
     def lock_file(self) -> Path:
