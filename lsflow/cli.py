@@ -11,6 +11,7 @@
     lsflow versions pin|unpin PROJECT_ID FORMAT VERSION [--root DIR | --path DIR]
     lsflow versions prune PROJECT_ID FORMAT [--keep N] [--root DIR | --path DIR] [--json]
     lsflow partitions add [PROJECT_ID ...]
+    lsflow review EXPORT.json [--out DIR] | lsflow review --path DIR --project PROJECT_ID [--out DIR]
 """
 
 from __future__ import annotations
@@ -559,6 +560,70 @@ def partitions_add(project_ids: tuple[str, ...]) -> None:
     with dg.DagsterInstance.get() as instance:
         added = register_projects(instance, ids)
     click.echo(f"partitions: {', '.join(ids) or 'none found'} (new: {', '.join(added) or 'none'})")
+
+# --- lsflow review -----------------------------------------------------------------------------------
+
+
+@main.command("review")
+@click.argument("export_file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the review of EXPORT_FILE goes [default: ./review]; with --path it goes to "
+                   "PATH/.lsflow/project-<id>/review/.")
+@click.option("--path", "export_path", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="An `lsflow export --path` folder: review the store of its project --project instead of a file.")
+@click.option("--project", "project_id", help="With --path: the project.")
+def review(export_file: Path | None, out_dir: Path | None, export_path: Path | None, project_id: str | None) -> None:
+    """Review a project's predictions per model version: what people kept, edited, deleted and added, and
+    the predictions' quality against the annotations (P/R/F1, COCO mAP, confusion matrices, span scores,
+    WER). Writes review.json, a README.md report and its pictures."""
+    from lsflow.project.review import REPORT_FILE, review_export, review_project
+
+    if (export_file is None) == (export_path is None) or (export_path is None) != (project_id is None):
+        raise click.UsageError("give an EXPORT_FILE, or --path and --project")
+    if export_path is not None and out_dir is not None:
+        raise click.UsageError("--out is for an export file; with --path the review goes to the project's review/")
+    try:
+        if export_file is not None:
+            out = out_dir or Path("review")
+            result = review_export(export_file, out)
+        else:
+            assert export_path is not None and project_id is not None
+            layout = ProjectLayout.for_export_path(export_path, project_id)
+            if not layout.store_dir.is_dir():
+                raise click.ClickException(f"project {project_id}: no store in {layout.project_dir} (run "
+                                           f"`lsflow export {project_id} FORMAT --path {export_path}` first)")
+            result = review_project(layout)
+            out = layout.review_dir
+    except (ExportFormatError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    for version in result["model_versions"]:
+        lineage, quality = version["lineage"], version["quality"]
+        edits = ", ".join(f"{name.replace('_', ' ')} {lineage[name]}" for name in
+                          ("moved", "resized", "reshaped", "relabelled", "value_changed") if lineage[name])
+        scores = []
+        if quality["detection"]:
+            scores.append(f"F1@0.5 {_score(quality['detection']['micro']['f1'])}")
+        if quality["coco"]:
+            scores.append(f"AP@0.5 {_score(quality['coco']['AP50'])}")
+        if quality["spans"]:
+            scores.append(f"span F1 {_score(quality['spans']['micro']['f1'])}")
+        scores += [f"{control} accuracy {_score(m['accuracy'])}" for control, m in quality["choices"].items()]
+        scores += [f"{control} WER {_score(w['wer'])}" for control, w in quality["transcription"].items()]
+        click.echo(f"{version['model_version']}: {version['predictions']} predictions on {version['tasks_predicted']} "
+                   f"tasks ({version['regions_predicted']} regions), {version['tasks_annotated']} annotated; "
+                   f"{lineage['annotations_from_predictions']} annotations from them: unchanged {lineage['unchanged']}, "
+                   f"edited {lineage['edited']}{f' ({edits})' if edits else ''}, deleted {lineage['deleted']}, "
+                   f"added {lineage['added']}{'; ' + ', '.join(scores) if scores else ''}")
+    comparison = result["comparison"]
+    if comparison:
+        worse = [m["metric"] for m in comparison["metrics"] if m["worse"]]
+        click.echo(f"newest {comparison['newest']} against {comparison['previous']} on {comparison['tasks']} tasks: "
+                   + (f"worse on {', '.join(worse)}" if worse else "not worse"))
+    click.echo(f"review: {out / REPORT_FILE}")
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 if __name__ == "__main__":
