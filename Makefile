@@ -27,7 +27,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip 2>&1 | $(QUIET_PIP)
-	$(VENV)/bin/pip install -q -e ".[test,spacy,audio]" 2>&1 | $(QUIET_PIP)
+	$(VENV)/bin/pip install -q -e ".[test,spacy,audio,video]" 2>&1 | $(QUIET_PIP)
 	touch $@
 
 $(LS_VENV)/.installed:

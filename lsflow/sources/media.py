@@ -47,7 +47,7 @@ from lsflow.sources.media_cache import MediaCache, default_cache_dir
 from lsflow.sources.media_download import CloudDownloader, DownloadLimits, HttpDownloader
 
 # The object tags whose data Label Studio reads from a file, and the data keys to use without a config.
-MEDIA_OBJECT_TAGS = ("image", "audio", "audioplus")
+MEDIA_OBJECT_TAGS = ("image", "audio", "audioplus", "video")
 DEFAULT_MEDIA_KEYS = ("image", "audio")
 _PROBLEM_EXAMPLES = 20
 

@@ -12,12 +12,14 @@ from lsflow.core.formats.conll import ConllWriter
 from lsflow.core.formats.csv import CsvWriter, TsvWriter
 from lsflow.core.formats.json import JsonWriter
 from lsflow.core.formats.json_min import JsonMinWriter
+from lsflow.core.formats.mot import MotWriter
 from lsflow.core.formats.spacy import SpacyWriter
 from lsflow.core.formats.voc import VocWriter
 from lsflow.core.formats.yolo import YoloWithImagesWriter, YoloWriter
 from lsflow.core.formats.yolo_obb import YoloObbWithImagesWriter, YoloObbWriter
 from lsflow.core.formats.yolo_pose import YoloPoseWriter
 from lsflow.core.formats.yolo_seg import YoloSegWriter
+from lsflow.core.formats.yolo_video import YoloObbVideoWriter, YoloVideoWriter
 
 WRITERS: dict[str, type[DatasetWriter]] = {
     writer.name: writer
@@ -41,6 +43,9 @@ WRITERS: dict[str, type[DatasetWriter]] = {
         BrushToNumpyWriter,
         BrushToPngWriter,
         BrushToCocoWriter,
+        MotWriter,
+        YoloVideoWriter,
+        YoloObbVideoWriter,
     )
 }
 

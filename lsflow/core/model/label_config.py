@@ -58,6 +58,8 @@ class ObjectTag:
     name: str
     tag: str
     data_key: str  # the task `data` key behind `value="$key"`
+    # <Video frameRate>: the rate Label Studio numbers frames at (a number or `$key`); None: not given.
+    frame_rate: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +120,8 @@ class LabelConfig:
                 continue
             if tag in OBJECT_TAGS:
                 value = element.get("value", "")
-                objects.append(ObjectTag(name, tag, value.lstrip("$")))
+                frame_rate = next((v for k, v in element.attrib.items() if k.lower() == "framerate"), None)
+                objects.append(ObjectTag(name, tag, value.lstrip("$"), frame_rate))
             elif element.get("toName"):
                 labels = tuple(
                     LabelSpec(

@@ -1,0 +1,147 @@
+"""MOT, YOLO_VIDEO and YOLO_OBB_VIDEO from a real (PyAV-written) video, checked against boxes worked
+out by hand from the drawn rectangle, with py-motmetrics and Pillow reading the output."""
+
+from __future__ import annotations
+
+import json
+
+import motmetrics
+import pytest
+from PIL import Image
+
+from lsflow.core.formats import writer_class
+from lsflow.core.formats.base import ExportContext
+from lsflow.core.model.label_config import LabelConfig
+from lsflow_tests.core.formats.exporting import annotation, run
+from lsflow_tests.video_media import FPS, FRAMES, HEIGHT, VIDEO_CONFIG, WIDTH, keyframe, track_result, write_video
+
+# Frames 1..10 (the keyframe at 10 is disabled: the track's last frame), then 16..30 (resumed at 16,
+# last keyframe at 20, held to the end of the video). The rectangle moves 2 px a frame from x = 4.
+SHOWN = [*range(1, 11), *range(16, FRAMES + 1)]
+
+
+def expected_x(frame: int) -> float:
+    return 4 + 2 * (min(frame, 20) - 1)
+
+
+def failed_checks(out, name):
+    context = ExportContext(LabelConfig.parse(VIDEO_CONFIG).classes())
+    return [check.name for check in writer_class(name).check(out / name, context) if not check.passed]
+
+
+def video_task(task_id: int, video: str, results: list[dict]) -> dict:
+    return {"id": task_id, "data": {"video": video}, "annotations": [annotation(task_id * 10, results)],
+            "predictions": [], "updated_at": "2025-10-02T09:00:00Z"}
+
+
+@pytest.fixture
+def exported(tmp_path):
+    upload = tmp_path / "media" / "upload" / "1"
+    upload.mkdir(parents=True)
+    write_video(upload / "clip.mp4")
+    ball = track_result("ball", [keyframe(1), keyframe(10, enabled=False), keyframe(16), keyframe(20)])
+    # Drawn at x = 58 px on frame 25 only (disabled right after): 6 of its 12 px lie inside the frame.
+    player = track_result("edge", [keyframe(25, x=58), keyframe(26, enabled=False, x=58)], label="Player")
+    timeline = {"id": "seg", "from_name": "t", "to_name": "video", "type": "timelinelabels",
+                "value": {"ranges": [{"start": 1, "end": 4}], "timelinelabels": ["Ball"]}}
+    empty = track_result("empty", [])
+    tasks = [video_task(1, "/data/upload/1/clip.mp4", [ball, player, timeline, empty]),
+             video_task(2, "/data/upload/1/missing.mp4", [track_result("lost", [keyframe(1)])])]
+    results = run(tmp_path, tasks, ["MOT", "YOLO_VIDEO", "YOLO_OBB_VIDEO"], config=VIDEO_CONFIG,
+                  media_root=tmp_path / "media", options={"frame_step": "1"})
+    return tmp_path / "out", results
+
+
+def test_mot_ground_truth_loads_in_motmetrics_with_the_hand_computed_boxes(exported):
+    out, results = exported
+    [gt] = list((out / "MOT").glob("*/clip__task1/gt/gt.txt"))
+    frame = motmetrics.io.loadtxt(str(gt), fmt="mot15-2D", min_confidence=1)
+    ball = frame.xs(1, level="Id")
+    assert list(ball.index) == SHOWN
+    # motmetrics gives 0-based pixels back (MOT's are 1-based).
+    assert list(ball["X"]) == [expected_x(f) for f in SHOWN]
+    assert set(ball["Y"]) == {10} and set(ball["Width"]) == {12} and set(ball["Height"]) == {10}
+    player = frame.xs(2, level="Id")
+    assert list(player.index) == [25, 26]
+    assert list(player["Width"]) == [6, 6] and list(player["ClassId"]) == [2, 2]
+    seqinfo = (gt.parent.parent / "seqinfo.ini").read_text()
+    assert f"frameRate={FPS}\nseqLength={FRAMES}\nimWidth={WIDTH}\nimHeight={HEIGHT}" in seqinfo
+    tracks = [json.loads(line) for line in (out / "MOT" / "lsflow_tracks.jsonl").read_text().splitlines()]
+    assert [(t["region"], t["track_id"], t["first_frame"], t["last_frame"]) for t in tracks] == [
+        ("ball", 1, 1, 30), ("edge", 2, 25, 26)]
+    # Hypotheses placed where the test expects the ball score MOTA 1 against the file's ground truth
+    # (IoU distance by hand: motmetrics 1.4's iou_matrix calls np.asfarray, gone in NumPy 2).
+    accumulator = motmetrics.MOTAccumulator(auto_id=False)
+    for number in SHOWN:
+        gx, gy, gw, gh = ball.loc[number, ["X", "Y", "Width", "Height"]]
+        hx, hy, hw, hh = expected_x(number), 10, 12, 10
+        inter = max(0, min(gx + gw, hx + hw) - max(gx, hx)) * max(0, min(gy + gh, hy + hh) - max(gy, hy))
+        distance = 1 - inter / (gw * gh + hw * hh - inter)
+        accumulator.update([1], [7], [[distance if distance < 0.5 else float("nan")]], frameid=number)
+    summary = motmetrics.metrics.create().compute(accumulator, metrics=["mota", "num_switches"])
+    assert summary["mota"].iloc[0] == 1.0 and summary["num_switches"].iloc[0] == 0
+
+
+def test_accounting_names_every_region_left_out(exported):
+    out, results = exported
+    report = results["MOT"].report
+    assert (report["regions_in"], report["regions_written"], report["regions_clipped"]) == (5, 2, 1)
+    assert report["dropped_by_reason"] == {
+        "'timelinelabels' regions are not tracks: MOT holds VideoRectangle tracks only": 1,
+        "track has no frame inside the video": 1,
+        "video file not available": 1,
+    }
+    dropped = [json.loads(line) for line in (out / "MOT" / "lsflow_dropped.jsonl").read_text().splitlines()]
+    assert {(d["task"], d["region"]) for d in dropped} == {(1, "seg"), (1, "empty"), (2, "lost")}
+    assert failed_checks(out, "MOT") == []
+
+
+def test_yolo_video_frames_and_rows(exported):
+    out, results = exported
+    dataset = out / "YOLO_VIDEO"
+    images = sorted(dataset.glob("images/*/clip__task1_*.jpg"))
+    assert len(images) == FRAMES  # every frame, with or without an object
+    for image in images:
+        with Image.open(image) as opened:
+            assert opened.size == (WIDTH, HEIGHT)
+    assert len({image.parent.name for image in images}) == 1  # one video, one split
+    split = images[0].parent.name
+    for number in range(1, FRAMES + 1):
+        rows = (dataset / "labels" / split / f"clip__task1_{number:06d}.txt").read_text().splitlines()
+        expected = []
+        if number in SHOWN:
+            x = expected_x(number)
+            expected.append(f"0 {(x + 6) / WIDTH:.6f} {15 / HEIGHT:.6f} {12 / WIDTH:.6f} {10 / HEIGHT:.6f}")
+        if number in (25, 26):
+            expected.append(f"1 {61 / WIDTH:.6f} {15 / HEIGHT:.6f} {6 / WIDTH:.6f} {10 / HEIGHT:.6f}")
+        assert rows == expected, number
+    # One video: one split, so the (non-blocking) layout check warns that val is empty.
+    assert failed_checks(out, "YOLO_VIDEO") == failed_checks(out, "YOLO_OBB_VIDEO") == ["ultralytics_layout"]
+    obb = (out / "YOLO_OBB_VIDEO" / "labels" / split / "clip__task1_000002.txt").read_text().split()
+    assert obb == ["0", *(f"{v:.6f}" for v in (6 / WIDTH, 10 / HEIGHT, 18 / WIDTH, 10 / HEIGHT,
+                                                 18 / WIDTH, 20 / HEIGHT, 6 / WIDTH, 20 / HEIGHT))]
+
+
+def test_frame_step_keeps_every_kth_frame(tmp_path):
+    upload = tmp_path / "media" / "upload" / "1"
+    upload.mkdir(parents=True)
+    write_video(upload / "clip.mp4")
+    tasks = [video_task(1, "/data/upload/1/clip.mp4", [track_result("one", [keyframe(2), keyframe(3, False)])])]
+    results = run(tmp_path, tasks, ["YOLO_VIDEO"], config=VIDEO_CONFIG, media_root=tmp_path / "media",
+                  options={"frame_step": "5"})
+    frames = sorted(int(p.stem.rsplit("_", 1)[1]) for p in (tmp_path / "out" / "YOLO_VIDEO").glob("images/*/*.jpg"))
+    assert frames == [1, 6, 11, 16, 21, 26]
+    # The track lies on frames 2 and 3 only, neither of them extracted: dropped, and said why.
+    assert results["YOLO_VIDEO"].report["dropped_by_reason"] == {"track has no frame inside the video among those exported "
+                                                    "(frame_step=5)": 1}
+
+
+def test_a_label_config_frame_rate_other_than_the_videos_drops_the_tracks(tmp_path):
+    upload = tmp_path / "media" / "upload" / "1"
+    upload.mkdir(parents=True)
+    write_video(upload / "clip.mp4")
+    tasks = [video_task(1, "/data/upload/1/clip.mp4", [track_result("one", [keyframe(1)])])]
+    results = run(tmp_path, tasks, ["MOT"], config=VIDEO_CONFIG.replace(f'frameRate="{FPS}"', ""),
+                  media_root=tmp_path / "media")
+    [(reason, count)] = results["MOT"].report["dropped_by_reason"].items()
+    assert count == 1 and reason.startswith("Label Studio numbered frames at 24 fps")
