@@ -29,11 +29,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lsflow import __version__
+from lsflow.core.compare.consensus import select_annotations
 from lsflow.core.formats import writer_class
 from lsflow.core.formats.shared.ultralytics import UltralyticsWriter, split_of
 from lsflow.core.incremental.store import read_manifest
 from lsflow.core.model.media_files import MediaLookup
-from lsflow.core.model.selection import AnnotationPolicy, select_annotations
+from lsflow.core.model.selection import AnnotationPolicy, contributing
 from lsflow.core.model.task import Annotation, Task
 from lsflow.core.pipeline.versions import (
     MANIFEST_FILE,
@@ -119,6 +120,7 @@ def task_lineage(store_dir: Path, policy: AnnotationPolicy) -> pa.Table:
     rows: dict[str, list] = {name: [] for name in TASKS_SCHEMA.names}
     for task_id, content_hash, image_ref, updated_at in zip(*(tasks.column(n).to_pylist() for n in tasks.column_names)):
         chosen, _ = select_annotations(Task(task_id, {}, tuple(by_task.get(task_id, ())), (), updated_at, {}), policy)
+        chosen = contributing(chosen)  # a consensus's lineage is every annotation merged into it
         rows["task_id"].append(task_id)
         rows["split"].append(None)
         rows["content_hash"].append(content_hash)

@@ -24,11 +24,12 @@ from typing import Any, ClassVar, NamedTuple
 
 import orjson
 
+from lsflow.core.compare.consensus import select_annotations
 from lsflow.core.formats.accounting import DROPPED_FILE, RegionReport, TaskAccount, TaskSelection
 from lsflow.core.geometry.shapes import RegionDrop, Shape, to_shape
 from lsflow.core.model.label_config import ClassList, LabelConfig
 from lsflow.core.model.media_files import MediaLookup
-from lsflow.core.model.selection import AnnotationPolicy, select_annotations
+from lsflow.core.model.selection import AnnotationPolicy, ConsensusAnnotation
 from lsflow.core.model.task import Annotation, ImageSize, Region, Task
 
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
@@ -122,10 +123,12 @@ class TaskItem:
     @classmethod
     def select(cls, task: Task, policy: AnnotationPolicy, image_ref: str | None, file_name: str,
                image_size: ImageSize | None) -> tuple[TaskItem, TaskSelection]:
-        """The task with the annotations `policy` chooses, and what was chosen and left out."""
-        chosen, skipped = select_annotations(task, policy)
+        """The task with the annotations `policy` chooses, and what was chosen and left out. A consensus's
+        regions without quorum count as regions in: `write_task` reports them dropped in every format."""
+        chosen, skipped = select_annotations(task, policy, image_size)
         selection = TaskSelection(len(chosen), tuple(reason for _, reason in skipped),
-                                  sum([len(a.regions) for a in chosen]))
+                                  sum([len(a.regions) + len(a.unmerged) if isinstance(a, ConsensusAnnotation)
+                                       else len(a.regions) for a in chosen]))
         return cls(task, chosen, image_ref, file_name, image_size), selection
 
     def pixel_shapes(self) -> list[tuple[Annotation, Region, Shape | str]]:

@@ -25,7 +25,7 @@ import orjson
 from lsflow.core.formats import writer_class
 from lsflow.core.formats.accounting import RegionReport, TaskAccount, TaskSelection
 from lsflow.core.formats.base import DatasetWriter, ExportContext, Span, TaskItem, TaskOutput
-from lsflow.core.model.selection import AnnotationPolicy
+from lsflow.core.model.selection import AnnotationPolicy, ConsensusAnnotation
 from lsflow.core.model.task import ImageSize, Task
 
 
@@ -64,6 +64,10 @@ class BatchOutput(NamedTuple):
 
 def write_task(writer: DatasetWriter, item: TaskItem, selection: TaskSelection) -> TaskOutput:
     writer.write(item)
+    for annotation in item.annotations:
+        if isinstance(annotation, ConsensusAnnotation):  # what reached no quorum is dropped, in every format
+            for source, region, reason in annotation.unmerged:
+                writer.drop(item, source, region, reason)
     return writer.take_output(selection)
 
 
