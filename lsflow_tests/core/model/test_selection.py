@@ -64,7 +64,8 @@ def test_an_unknown_policy_is_refused_with_the_choices(text):
         AnnotationPolicy.parse(text)
 
 
-@pytest.mark.parametrize("text", ["all", "latest", "ground_truth_first", "annotator:kim@example.com"])
+@pytest.mark.parametrize("text", ["all", "latest", "ground_truth_first", "annotator:kim@example.com", "consensus",
+                                  "consensus:3"])
 def test_a_policy_reads_back_as_written(text):
     assert str(AnnotationPolicy.parse(text)) == text
 
@@ -74,3 +75,16 @@ def test_the_report_counts_what_the_policy_left_out(tmp_path):
     # Task 102: the ground-truth annotation 1003 is kept over the other; task 103's cancelled one is counted.
     assert report["annotations_skipped"] == {CANCELLED: 1, NOT_SELECTED: 1}
     assert report["annotations_exported"] == 6
+
+
+@pytest.mark.parametrize("text", ["consensus:0", "consensus:x", "consensus:", "consensus:-1"])
+def test_a_consensus_quorum_must_be_a_whole_number_of_annotations(text):
+    with pytest.raises(ValueError, match="is not a whole number of annotations >= 1"):
+        AnnotationPolicy.parse(text)
+
+
+def test_consensus_needs_the_compare_layer():
+    # The merge needs region geometry: this layer refuses rather than silently exporting something else.
+    task = _task(_annotation(1, "2025-01-01T00:00:00Z"))
+    with pytest.raises(ValueError, match="lsflow.core.compare.consensus.select_annotations"):
+        select_annotations(task, AnnotationPolicy.parse("consensus"))
