@@ -6,6 +6,7 @@
     project-<id>/versions/     per format, its immutable versions: versions/<FORMAT>/<version id>/
     project-<id>/datasets/     per format, a link to its newest version: datasets/<FORMAT>/
     project-<id>/review/       the prediction review: review.json, README.md and its pictures
+    project-<id>/agreement/    annotator agreement: agreement.json and README.md
     project-<id>/.staging-*    private folders a step builds in before publishing atomically
 
 `lsflow export --path DIR` keeps the same folders under `DIR/.lsflow/` and the formats in `DIR/`.
@@ -84,6 +85,11 @@ class ProjectLayout:
     def review_dir(self) -> Path:
         """The prediction review of the store's tasks (`lsflow.project.review`)."""
         return self.project_dir / "review"
+
+    @property
+    def agreement_dir(self) -> Path:
+        """The annotator agreement of the store's tasks (`lsflow.project.agreement`)."""
+        return self.project_dir / "agreement"
 
     @property
     def lock_file(self) -> Path:
