@@ -13,15 +13,19 @@ from lsflow.core.formats import writer_class
 from lsflow.core.formats.base import ExportContext
 from lsflow.core.model.label_config import LabelConfig
 from lsflow_tests.core.formats.exporting import annotation, run
-from lsflow_tests.video_media import FPS, FRAMES, HEIGHT, VIDEO_CONFIG, WIDTH, keyframe, track_result, write_video
-
-# Frames 1..10 (the keyframe at 10 is disabled: the track's last frame), then 16..30 (resumed at 16,
-# last keyframe at 20, held to the end of the video). The rectangle moves 2 px a frame from x = 4.
-SHOWN = [*range(1, 11), *range(16, FRAMES + 1)]
-
-
-def expected_x(frame: int) -> float:
-    return 4 + 2 * (min(frame, 20) - 1)
+from lsflow_tests.video_media import (
+    BALL_FRAMES,
+    FPS,
+    FRAMES,
+    HEIGHT,
+    VIDEO_CONFIG,
+    WIDTH,
+    ball_sequence,
+    ball_x,
+    keyframe,
+    track_result,
+    write_video,
+)
 
 
 def failed_checks(out, name):
@@ -39,7 +43,7 @@ def exported(tmp_path):
     upload = tmp_path / "media" / "upload" / "1"
     upload.mkdir(parents=True)
     write_video(upload / "clip.mp4")
-    ball = track_result("ball", [keyframe(1), keyframe(10, enabled=False), keyframe(16), keyframe(20)])
+    ball = track_result("ball", ball_sequence())
     # Drawn at x = 58 px on frame 25 only (disabled right after): 6 of its 12 px lie inside the frame.
     player = track_result("edge", [keyframe(25, x=58), keyframe(26, enabled=False, x=58)], label="Player")
     timeline = {"id": "seg", "from_name": "t", "to_name": "video", "type": "timelinelabels",
@@ -57,9 +61,9 @@ def test_mot_ground_truth_loads_in_motmetrics_with_the_hand_computed_boxes(expor
     [gt] = list((out / "MOT").glob("*/clip__task1/gt/gt.txt"))
     frame = motmetrics.io.loadtxt(str(gt), fmt="mot15-2D", min_confidence=1)
     ball = frame.xs(1, level="Id")
-    assert list(ball.index) == SHOWN
+    assert list(ball.index) == BALL_FRAMES
     # motmetrics gives 0-based pixels back (MOT's are 1-based).
-    assert list(ball["X"]) == [expected_x(f) for f in SHOWN]
+    assert list(ball["X"]) == [ball_x(f) for f in BALL_FRAMES]
     assert set(ball["Y"]) == {10} and set(ball["Width"]) == {12} and set(ball["Height"]) == {10}
     player = frame.xs(2, level="Id")
     assert list(player.index) == [25, 26]
@@ -72,9 +76,9 @@ def test_mot_ground_truth_loads_in_motmetrics_with_the_hand_computed_boxes(expor
     # Hypotheses placed where the test expects the ball score MOTA 1 against the file's ground truth
     # (IoU distance by hand: motmetrics 1.4's iou_matrix calls np.asfarray, gone in NumPy 2).
     accumulator = motmetrics.MOTAccumulator(auto_id=False)
-    for number in SHOWN:
+    for number in BALL_FRAMES:
         gx, gy, gw, gh = ball.loc[number, ["X", "Y", "Width", "Height"]]
-        hx, hy, hw, hh = expected_x(number), 10, 12, 10
+        hx, hy, hw, hh = ball_x(number), 10, 12, 10
         inter = max(0, min(gx + gw, hx + hw) - max(gx, hx)) * max(0, min(gy + gh, hy + hh) - max(gy, hy))
         distance = 1 - inter / (gw * gh + hw * hh - inter)
         accumulator.update([1], [7], [[distance if distance < 0.5 else float("nan")]], frameid=number)
@@ -109,8 +113,8 @@ def test_yolo_video_frames_and_rows(exported):
     for number in range(1, FRAMES + 1):
         rows = (dataset / "labels" / split / f"clip__task1_{number:06d}.txt").read_text().splitlines()
         expected = []
-        if number in SHOWN:
-            x = expected_x(number)
+        if number in BALL_FRAMES:
+            x = ball_x(number)
             expected.append(f"0 {(x + 6) / WIDTH:.6f} {15 / HEIGHT:.6f} {12 / WIDTH:.6f} {10 / HEIGHT:.6f}")
         if number in (25, 26):
             expected.append(f"1 {61 / WIDTH:.6f} {15 / HEIGHT:.6f} {6 / WIDTH:.6f} {10 / HEIGHT:.6f}")
