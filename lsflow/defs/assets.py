@@ -16,6 +16,7 @@ from lsflow.defs.metadata import check_result, label_table, media_metadata, vers
 from lsflow.defs.names import STANDALONE, Names
 from lsflow.defs.partitions import project_partitions
 from lsflow.defs.resources import DatasetSettings, TaskSourceResource
+from lsflow.defs.review import build_prediction_review
 from lsflow.project.datasets import REGION_ACCOUNTING, DatasetOptions, build_datasets, dataset_checks
 from lsflow.project.layout import ProjectLayout
 from lsflow.project.snapshot import take_project_snapshot
@@ -37,7 +38,8 @@ class SnapshotConfig(dg.Config):
 
 def build_assets(names: Names, partitions_def: dg.PartitionsDefinition,
                  formats: Sequence[str] | None = None) -> list[dg.AssetsDefinition]:
-    """Snapshot, normalized store and the datasets multi-asset (only `formats`, unset: every format)."""
+    """Snapshot, normalized store, the datasets multi-asset (only `formats`, unset: every format) and the
+    prediction review."""
     for name in formats or ():
         writer_class(name)  # an unknown format name fails here, naming the known ones
     format_keys = names.format_keys(formats)
@@ -130,7 +132,8 @@ def build_assets(names: Names, partitions_def: dg.PartitionsDefinition,
         task_source: TaskSourceResource = getattr(context.resources, names.task_source)
         yield from _build_formats(context, settings, task_source, format_keys)
 
-    return [label_studio_snapshot, normalized_tasks, datasets]
+    prediction_review = build_prediction_review(names, partitions_def, normalized_tasks)
+    return [label_studio_snapshot, normalized_tasks, datasets, prediction_review]
 
 
 def _check_specs(format_keys: dict[str, dg.AssetKey]) -> list[dg.AssetCheckSpec]:
@@ -197,4 +200,4 @@ def _build_formats(context: dg.AssetExecutionContext, settings: DatasetSettings,
 
 
 FORMAT_KEYS = STANDALONE.format_keys()
-label_studio_snapshot, normalized_tasks, datasets = build_assets(STANDALONE, project_partitions)
+label_studio_snapshot, normalized_tasks, datasets, prediction_review = build_assets(STANDALONE, project_partitions)
