@@ -12,6 +12,7 @@
     lsflow versions prune PROJECT_ID FORMAT [--keep N] [--root DIR | --path DIR] [--json]
     lsflow partitions add [PROJECT_ID ...]
     lsflow review EXPORT.json [--out DIR] | lsflow review --path DIR --project PROJECT_ID [--out DIR]
+    lsflow agreement EXPORT.json [--out DIR] | lsflow agreement --path DIR --project PROJECT_ID
 """
 
 from __future__ import annotations
@@ -624,6 +625,56 @@ def review(export_file: Path | None, out_dir: Path | None, export_path: Path | N
 
 def _score(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+
+# --- lsflow agreement --------------------------------------------------------------------------------
+
+
+@main.command("agreement")
+@click.argument("export_file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the agreement of EXPORT_FILE goes [default: ./agreement].")
+@click.option("--path", "export_path", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="An `lsflow export --path` folder: the store of its project --project instead of a file; the "
+                   "report goes to PATH/.lsflow/project-<id>/agreement/.")
+@click.option("--project", "project_id", help="With --path: the project.")
+def agreement_command(export_file: Path | None, out_dir: Path | None, export_path: Path | None,
+                      project_id: str | None) -> None:
+    """Agreement between annotators on tasks annotated more than once: region F1 (IoU-matched, same label)
+    per class, annotator pair and task; Krippendorff's alpha, Fleiss' and Cohen's kappa for choices.
+    Writes agreement.json and a README.md report."""
+    from lsflow.project.agreement import REPORT_FILE, agreement_export, agreement_project, number
+
+    if (export_file is None) == (export_path is None) or (export_path is None) != (project_id is None):
+        raise click.UsageError("give an EXPORT_FILE, or --path and --project")
+    if export_path is not None and out_dir is not None:
+        raise click.UsageError("--out is for an export file; with --path the report goes to the project's agreement/")
+    try:
+        if export_file is not None:
+            out = out_dir or Path("agreement")
+            result = agreement_export(export_file, out)
+        else:
+            assert export_path is not None and project_id is not None
+            layout = ProjectLayout.for_export_path(export_path, project_id)
+            if not layout.store_dir.is_dir():
+                raise click.ClickException(f"project {project_id}: no store in {layout.project_dir} (run "
+                                           f"`lsflow export {project_id} FORMAT --path {export_path}` first)")
+            result = agreement_project(layout)
+            out = layout.agreement_dir
+    except (ExportFormatError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    regions = result["regions"]
+    click.echo(f"{result['tasks_compared']} of {result['tasks']} tasks annotated by two or more annotators; "
+               f"region F1 {number(regions['overall']['f1'])}")
+    for label, row in regions["by_class"].items():
+        click.echo(f"    {label}: F1 {number(row['f1'])} ({row['matched']} matched)")
+    for pair, row in regions["by_pair"].items():
+        click.echo(f"    {pair}: F1 {number(row['f1'])}")
+    for control, stats in result["classifications"].items():
+        click.echo(f"{control}: {stats['items']} items, Krippendorff's alpha {number(stats['krippendorff_alpha'])}, "
+                   f"Fleiss' kappa {number(stats['fleiss_kappa'])}")
+    click.echo(f"report: {out / REPORT_FILE}")
 
 
 if __name__ == "__main__":
