@@ -12,6 +12,7 @@ import dagster as dg
 
 from lsflow.core.formats import WRITERS, writer_class
 from lsflow.core.incremental.store import read_manifest
+from lsflow.defs.agreement import build_annotator_agreement
 from lsflow.defs.metadata import check_result, label_table, media_metadata, version_metadata
 from lsflow.defs.names import STANDALONE, Names
 from lsflow.defs.partitions import project_partitions
@@ -38,8 +39,8 @@ class SnapshotConfig(dg.Config):
 
 def build_assets(names: Names, partitions_def: dg.PartitionsDefinition,
                  formats: Sequence[str] | None = None) -> list[dg.AssetsDefinition]:
-    """Snapshot, normalized store, the datasets multi-asset (only `formats`, unset: every format) and the
-    prediction review."""
+    """Snapshot, normalized store, the datasets multi-asset (only `formats`, unset: every format), the
+    prediction review and the annotator agreement."""
     for name in formats or ():
         writer_class(name)  # an unknown format name fails here, naming the known ones
     format_keys = names.format_keys(formats)
@@ -133,7 +134,8 @@ def build_assets(names: Names, partitions_def: dg.PartitionsDefinition,
         yield from _build_formats(context, settings, task_source, format_keys)
 
     prediction_review = build_prediction_review(names, partitions_def, normalized_tasks)
-    return [label_studio_snapshot, normalized_tasks, datasets, prediction_review]
+    annotator_agreement = build_annotator_agreement(names, partitions_def, normalized_tasks)
+    return [label_studio_snapshot, normalized_tasks, datasets, prediction_review, annotator_agreement]
 
 
 def _check_specs(format_keys: dict[str, dg.AssetKey]) -> list[dg.AssetCheckSpec]:
@@ -200,4 +202,5 @@ def _build_formats(context: dg.AssetExecutionContext, settings: DatasetSettings,
 
 
 FORMAT_KEYS = STANDALONE.format_keys()
-label_studio_snapshot, normalized_tasks, datasets, prediction_review = build_assets(STANDALONE, project_partitions)
+label_studio_snapshot, normalized_tasks, datasets, prediction_review, annotator_agreement = build_assets(
+    STANDALONE, project_partitions)

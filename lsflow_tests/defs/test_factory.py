@@ -27,7 +27,7 @@ def test_a_named_instance_with_chosen_formats_and_projects_materializes_its_own_
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert materialized == {dg.AssetKey(["cars", name]) for name in
                             ("label_studio_snapshot", "normalized_tasks", "dataset_coco", "dataset_yolo",
-                             "prediction_review")}
+                             "prediction_review", "annotator_agreement")}
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {**{c.name: True for c in writer_class("COCO").checks},
                       **{c.name: True for c in writer_class("YOLO").checks}, "region_accounting": True,
