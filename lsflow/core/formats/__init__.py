@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lsflow.core.formats.asr_manifest import AsrManifestWriter
+from lsflow.core.formats.audio_segments import AudioSegmentsWriter
 from lsflow.core.formats.base import DatasetWriter
 from lsflow.core.formats.brush_coco import BrushToCocoWriter
 from lsflow.core.formats.brush_numpy import BrushToNumpyWriter
@@ -13,7 +14,10 @@ from lsflow.core.formats.csv import CsvWriter, TsvWriter
 from lsflow.core.formats.json import JsonWriter
 from lsflow.core.formats.json_min import JsonMinWriter
 from lsflow.core.formats.mot import MotWriter
+from lsflow.core.formats.rttm import RttmWriter
 from lsflow.core.formats.spacy import SpacyWriter
+from lsflow.core.formats.timeseries_parquet import TimeseriesParquetWriter
+from lsflow.core.formats.video_segments import VideoSegmentsWriter
 from lsflow.core.formats.voc import VocWriter
 from lsflow.core.formats.yolo import YoloWithImagesWriter, YoloWriter
 from lsflow.core.formats.yolo_obb import YoloObbWithImagesWriter, YoloObbWriter
@@ -46,6 +50,10 @@ WRITERS: dict[str, type[DatasetWriter]] = {
         MotWriter,
         YoloVideoWriter,
         YoloObbVideoWriter,
+        VideoSegmentsWriter,
+        AudioSegmentsWriter,
+        RttmWriter,
+        TimeseriesParquetWriter,
     )
 }
 
