@@ -132,3 +132,17 @@ def test_consensus_merges_three_annotators_into_coco_and_yolo(tmp_path):
     assert no_quorum == [(2, 4, "r4-0"), (2, 4, "r4-1"), (2, 5, "r5-0"), (2, 5, "r5-1")]
     yolo_report = json.loads((out / "YOLO" / "lsflow_report.json").read_text())
     assert yolo_report["dropped_by_reason"]["no consensus quorum: 1 of 3 annotations agree (quorum 2)"] == 2
+
+
+def test_a_consensus_dataset_lineage_lists_every_merged_annotation(tmp_path):
+    from lsflow.core.incremental.store import write_store
+    from lsflow.core.model.selection import AnnotationPolicy
+    from lsflow.core.model.task import Task
+    from lsflow.project.versions import task_lineage
+
+    write_store((Task.from_dict(raw) for raw in _export()), tmp_path / "store", "image", {})
+    rows = task_lineage(tmp_path / "store", AnnotationPolicy.parse("consensus")).to_pylist()
+    # Dave's cancelled annotation (10) was not merged.
+    assert {row["task_id"]: [a["id"] for a in row["annotations"]] for row in rows} == {
+        1: [1, 2, 3], 2: [4, 5, 6], 3: [7, 8, 9]}
+    assert rows[0]["annotations"][0]["annotator"] == "alice@example.com"
