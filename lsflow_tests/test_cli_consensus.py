@@ -9,6 +9,10 @@ from click.testing import CliRunner
 from pycocotools.coco import COCO
 
 from lsflow.cli import main
+from lsflow.core.incremental.store import write_store
+from lsflow.core.model.selection import AnnotationPolicy
+from lsflow.core.model.task import Task
+from lsflow.project.versions import task_lineage
 
 CONFIG = """<View>
   <Image name="image" value="$image"/>
@@ -135,11 +139,6 @@ def test_consensus_merges_three_annotators_into_coco_and_yolo(tmp_path):
 
 
 def test_a_consensus_dataset_lineage_lists_every_merged_annotation(tmp_path):
-    from lsflow.core.incremental.store import write_store
-    from lsflow.core.model.selection import AnnotationPolicy
-    from lsflow.core.model.task import Task
-    from lsflow.project.versions import task_lineage
-
     write_store((Task.from_dict(raw) for raw in _export()), tmp_path / "store", "image", {})
     rows = task_lineage(tmp_path / "store", AnnotationPolicy.parse("consensus")).to_pylist()
     # Dave's cancelled annotation (10) was not merged.
