@@ -11,7 +11,7 @@
     lsflow versions pin|unpin PROJECT_ID FORMAT VERSION [--root DIR | --path DIR]
     lsflow versions prune PROJECT_ID FORMAT [--keep N] [--root DIR | --path DIR] [--json]
     lsflow partitions add [PROJECT_ID ...]
-    lsflow review EXPORT.json [--out DIR] | lsflow review --path DIR --project PROJECT_ID [--out DIR]
+    lsflow review EXPORT.json [--out DIR] | lsflow review --path DIR --project PROJECT_ID
     lsflow agreement EXPORT.json [--out DIR] | lsflow agreement --path DIR --project PROJECT_ID
 """
 
