@@ -24,14 +24,25 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import orjson
 
-from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, Stream, TaskItem, option_choice
+from lsflow.core.formats.base import CheckOutcome, CheckSpec, Stream, TaskItem
+from lsflow.core.formats.shared.coco_json import (
+    COCO_CATEGORY_IDS,
+    FIRST_CATEGORY_HELP,
+    FIRST_CATEGORY_OPTION,
+    check_category_ids,
+    class_categories,
+    coco_info,
+    copy_joined,
+    copy_numbered,
+    first_category_id,
+    keypoint_category_id,
+)
 from lsflow.core.formats.shared.vision import (
     IMAGE_SIZE_UNKNOWN,
     IMAGES_READABLE,
@@ -43,29 +54,11 @@ from lsflow.core.formats.shared.vision import (
 from lsflow.core.geometry.plane import clip_envelope, clip_polygon, envelope, is_inside, polygon_area
 from lsflow.core.geometry.rle import coco_rle
 from lsflow.core.geometry.shapes import Shape
-from lsflow.core.model.label_config import ClassList
 from lsflow.core.model.task import Annotation
 
 COCO_LOADS = CheckSpec(
     "coco_loads", "the file loads in pycocotools, every box lies inside its image and every mask has its image's size"
 )
-COCO_CATEGORY_IDS = CheckSpec(
-    "coco_category_ids", "categories are the label config's classes numbered from coco_first_category_id (1 by "
-                         "default: 0 means no class to Datumaro, torchvision and CVAT), and every annotation's "
-                         "category is listed"
-)
-FIRST_CATEGORY_OPTION = "coco_first_category_id"
-FIRST_CATEGORY_IDS = ("1", "0")  # the default first
-
-
-def first_category_id(context: ExportContext) -> int:
-    """The category id of class 0: 1 (COCO's convention), or 0 as Label Studio numbers them."""
-    return int(option_choice(context, FIRST_CATEGORY_OPTION, FIRST_CATEGORY_IDS))
-
-
-def keypoint_category_id(classes: ClassList, first: int) -> int:
-    """Keypoints without a parent object form one extra category, after the classes."""
-    return max((class_id for class_id, _ in classes.names_by_id), default=-1) + 1 + first
 
 
 class CocoWriter(VisionWriter):
@@ -74,8 +67,7 @@ class CocoWriter(VisionWriter):
     result_file: ClassVar[str] = "result.json"
     checks: ClassVar[tuple[CheckSpec, ...]] = (COCO_LOADS, COCO_CATEGORY_IDS)
     option_help = {
-        FIRST_CATEGORY_OPTION: "the category id of class 0: 1 (default; COCO's, Datumaro's, torchvision's and "
-                               "CVAT's convention, 0 meaning no class) or 0 (Label Studio's ids)",
+        FIRST_CATEGORY_OPTION: FIRST_CATEGORY_HELP,
     }
 
     streams = {**VisionWriter.streams, "images": Stream(".images.part", temporary=True),
@@ -232,31 +224,20 @@ class CocoWriter(VisionWriter):
         keypoint_category_used = _contains(annotations, b'"category_id":%d,' % self._keypoint_category_id)
         with open(self.out_dir / self.result_file, "wb") as out:
             out.write(b'{"images":[')
-            _copy_joined(images, out)
+            copy_joined(images, out)
             out.write(b'],"categories":' + orjson.dumps(self._categories(keypoint_category_used)))
             out.write(b',"annotations":[')
-            _copy_numbered(annotations, out)
-            out.write(b'],"info":' + orjson.dumps(self._info()) + b"}")
+            copy_numbered(annotations, out)
+            out.write(b'],"info":' + orjson.dumps(coco_info(self.dataset_date, self.context.project_id)) + b"}")
 
     def _categories(self, keypoint_category_used: bool) -> list[dict]:
-        categories = [{"id": class_id + self.first_category_id, "name": name}
-                      for class_id, name in self.context.classes.names_by_id]
+        categories = class_categories(self.context.classes, self.first_category_id)
         if keypoint_category_used:
             categories.append({"id": self._keypoint_category_id, "name": "keypoints"})
         if self.context.keypoint_names:
             for category in categories:
                 category.update(keypoints=list(self.context.keypoint_names), skeleton=[])
         return categories
-
-    def _info(self) -> dict:
-        return {
-            "year": int(self.dataset_date[:4]) if self.dataset_date[:4].isdigit() else None,
-            "version": "1.0",
-            "description": f"Label Studio project {self.context.project_id}" if self.context.project_id else "",
-            "contributor": "Label Studio, exported by lsflow",
-            "url": "",
-            "date_created": self.dataset_date,
-        }
 
     @classmethod
     def check(cls, out_dir: Path, context: Any) -> list[CheckOutcome]:
@@ -265,7 +246,7 @@ class CocoWriter(VisionWriter):
         if document is None:
             outcomes.append(CheckOutcome(COCO_CATEGORY_IDS.name, False, [f"{cls.result_file} does not load"]))
         else:
-            outcomes.append(_check_category_ids(document, context))
+            outcomes.append(check_category_ids(document, context))
         if cls.copies_images:
             outcomes.append(check_images_readable(out_dir))
         return outcomes
@@ -317,62 +298,8 @@ class CocoWithImagesWriter(CocoWriter):
     checks = (COCO_LOADS, COCO_CATEGORY_IDS, IMAGES_READABLE)
 
 
-def _check_category_ids(document: dict, context: ExportContext) -> CheckOutcome:
-    """Categories are the classes at their ids + the first id (plus the keypoint category, if used);
-    none is numbered below the first id, and every annotation names a listed category."""
-    first = first_category_id(context)
-    expected = {class_id + first: name for class_id, name in context.classes.names_by_id}
-    keypoints_id = keypoint_category_id(context.classes, first)
-    problems = []
-    listed = {}
-    for category in document.get("categories", []):
-        category_id, name = category.get("id"), category.get("name")
-        listed[category_id] = name
-        if not isinstance(category_id, int) or isinstance(category_id, bool):
-            problems.append(f"category {category_id!r} ('{name}'): the id is not an integer")
-        elif category_id < first:
-            problems.append(f"category {category_id} ('{name}') is below {FIRST_CATEGORY_OPTION}={first}"
-                            + (": Datumaro, torchvision and CVAT read category 0 as no class" if category_id == 0
-                               else ""))
-        elif category_id == keypoints_id and name == "keypoints":
-            continue
-        elif expected.get(category_id) != name:
-            wanted = f"'{expected[category_id]}'" if category_id in expected else "no class"
-            problems.append(f"category {category_id} is '{name}'; with {FIRST_CATEGORY_OPTION}={first} "
-                            f"it is {wanted}")
-    problems += [f"class '{name}' (category {category_id}) is not listed"
-                 for category_id, name in expected.items() if category_id not in listed]
-    unlisted = Counter(a.get("category_id") for a in document.get("annotations", [])
-                       if a.get("category_id") not in listed)
-    problems += [f"{count} annotations have category {category_id!r}, which is not listed"
-                 for category_id, count in sorted(unlisted.items(), key=str)]
-    return CheckOutcome(COCO_CATEGORY_IDS.name, not problems, problems[:20], {
-        "first_category_id": first, "categories": len(listed),
-        "category_ids": f"{min(listed)}..{max(listed)}" if listed and all(isinstance(i, int) for i in listed)
-        else "",
-    })
-
-
 def _flat(points: list) -> list[float]:
     return [coordinate for point in points for coordinate in point]
-
-
-def _copy_joined(path: Path, out: Any) -> None:
-    """Join newline-separated JSON records from `path` with commas, streaming."""
-    first = True
-    with open(path, "rb") as fragments:
-        for line in fragments:
-            if not first:
-                out.write(b",")
-            out.write(line.rstrip(b"\n"))
-            first = False
-
-
-def _copy_numbered(path: Path, out: Any) -> None:
-    """`_copy_joined` for annotation records, each given its id (1, 2, …) as its first key."""
-    with open(path, "rb") as fragments:
-        for number, line in enumerate(fragments, 1):
-            out.write(b'%s{"id":%d,%s' % (b"," if number > 1 else b"", number, line[1:].rstrip(b"\n")))
 
 
 def _contains(path: Path, text: bytes, chunk_size: int = 1 << 20) -> bool:
