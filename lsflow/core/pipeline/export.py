@@ -25,6 +25,7 @@ from lsflow.core.model.entries import TaskEntry
 from lsflow.core.model.selection import AnnotationPolicy
 from lsflow.core.model.task import Task
 from lsflow.core.pipeline.build import FormatBuild, FormatResult, Versioning
+from lsflow.core.pipeline.naming import TaskFileNames
 from lsflow.core.pipeline.parallel import can_fork
 from lsflow.core.pipeline.passes import Pass
 from lsflow.core.pipeline.publish import empty_trash
@@ -42,6 +43,7 @@ def export_datasets(
     workers: int = 1,
     reuse_dir: Path | None = None,
     versioning: Versioning | None = None,
+    file_names: TaskFileNames | None = None,
 ) -> dict[str, FormatResult]:
     """Stream `tasks` once through a writer per format; publish `out_root/<FORMAT>/` atomically.
 
@@ -49,7 +51,8 @@ def export_datasets(
     forks); `reuse_dir` keeps each format's task outputs there for the next export, and reuses the
     ones the previous export kept (entries need a `content_hash` for that: tasks from the store);
     with `versioning`, each format is published as an immutable version (`lsflow.core.pipeline.versions`)
-    and `out_root/<FORMAT>` is a link to the newest.
+    and `out_root/<FORMAT>` is a link to the newest. `file_names` names the images when this pass is
+    one shard of a project (`lsflow.core.pipeline.shards`): names unique across every shard.
     """
     out_root.mkdir(parents=True, exist_ok=True)
     staging = out_root / f".staging-{uuid.uuid4().hex[:12]}"
@@ -63,7 +66,10 @@ def export_datasets(
         for name in formats:
             builds.append(FormatBuild(name, staging, out_root, context, policy, reuse_dir))
         with _fewer_collections():
-            Pass(builds, context, policy, workers if can_fork() else 1).run(tasks)
+            export_pass = Pass(builds, context, policy, workers if can_fork() else 1)
+            if file_names is not None:
+                export_pass.file_names = file_names
+            export_pass.run(tasks)
         results = {}
         for build in builds:
             results[build.name] = build.publish(trash, versioning)

@@ -20,14 +20,20 @@ class TaskFileNames:
         self._stems = _StemDigests()
 
     def name_for(self, task_id: int, image_ref: str | None) -> str:
-        name = media_file_name(image_ref)  # one path component
-        if not name:  # no reference, or one that names no file (a data: URI keeps its type's extension)
-            name = f"task-{task_id}{MediaReference.parse(image_ref).suffix if image_ref else ''}"
+        name = plain_name(task_id, image_ref)
         stem = file_stem(name)
         if not self._stems.add(stem):
             name = PurePosixPath(name).with_stem(f"{stem}__task{task_id}").name
             self._stems.add(file_stem(name))
         return name
+
+
+def plain_name(task_id: int, image_ref: str | None) -> str:
+    """The task's image file name before collisions are resolved: the media basename, or `task-<id>`."""
+    name = media_file_name(image_ref)  # one path component
+    if not name:  # no reference, or one that names no file (a data: URI keeps its type's extension)
+        name = f"task-{task_id}{MediaReference.parse(image_ref).suffix if image_ref else ''}"
+    return name
 
 
 class _StemDigests:
