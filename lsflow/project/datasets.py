@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lsflow.core.formats import writer_class
 from lsflow.core.formats.base import CheckOutcome, ExportContext
-from lsflow.core.incremental.store import iter_store_entries, iter_store_tasks
+from lsflow.core.incremental.store import iter_store_entries, iter_store_tasks, read_manifest
 from lsflow.core.model.entries import TaskEntry
 from lsflow.core.model.label_config import LabelConfig
 from lsflow.core.model.selection import AnnotationPolicy
@@ -21,6 +21,15 @@ from lsflow.core.pipeline.build import FormatResult, Versioning
 from lsflow.core.pipeline.context import export_context
 from lsflow.core.pipeline.export import export_datasets
 from lsflow.core.pipeline.parallel import usable_cores
+from lsflow.core.pipeline.shards import (
+    SHARD_SIZE,
+    Shard,
+    ShardPlan,
+    export_sharded,
+    shardable,
+    store_plan,
+    store_shard_entries,
+)
 from lsflow.project.card import write_card
 from lsflow.project.layout import ProjectLayout
 from lsflow.project.lock import project_lock
@@ -48,6 +57,19 @@ class DatasetOptions:
     # Project builds: the versions kept per format besides pinned ones (`lsflow.project.versions`).
     keep_versions: int = KEEP_VERSIONS
     label_studio_url: str | None = None  # named in each version's manifest (never a token)
+    # Project builds of more tasks than this are built in shards of this many task ids
+    # (`lsflow.core.pipeline.shards`); None: never.
+    shard_size: int | None = SHARD_SIZE
+    on_shard: Callable[[Shard], None] | None = None  # after each shard's pass (progress)
+
+
+@dataclass(frozen=True)
+class Sharding:
+    """How a project build is split: the plan, where the shards live, and a shard's tasks."""
+
+    plan: ShardPlan
+    root: Path
+    entries: Callable[[Shard], Iterable[TaskEntry]]
 
 
 @dataclass(frozen=True)
@@ -60,9 +82,12 @@ class BuiltDatasets:
 def write_datasets(tasks: Callable[[], Iterable[Task]], entries: Callable[[str | None], Iterator[TaskEntry]],
                    formats: list[str], out_root: Path, config: LabelConfig | None, media: MediaResolver | None,
                    settings: DatasetOptions, project_id: str | None = None,
-                   reuse_dir: Path | None = None, versioning: Versioning | None = None) -> BuiltDatasets:
+                   reuse_dir: Path | None = None, versioning: Versioning | None = None,
+                   sharding: Sharding | None = None) -> BuiltDatasets:
     """`tasks` reads the tasks as the model (class discovery, media references); `entries(image_key)` as
-    the pass takes them. Every format is published under `out_root/<FORMAT>/` atomically."""
+    the pass takes them. Every format is published under `out_root/<FORMAT>/` atomically. With
+    `sharding`, the formats written task by task are built shard by shard and merged, the others in
+    one pass."""
     not_applicable = {}
     for name in formats:
         if reason := writer_class(name).not_applicable(config):
@@ -76,11 +101,19 @@ def write_datasets(tasks: Callable[[], Iterable[Task]], entries: Callable[[str |
     if media is not None and prefetch:
         media.prefetch(media_references(tasks(), media_keys(config)), on_resolved=settings.on_media_resolved)
     context = replace(export_context(config, tasks, project_id, media=media), options=settings.options or {})
-    stream = entries(context.image_key)
-    results = export_datasets(settings.progress(stream) if settings.progress else stream, chosen, out_root, context,
-                              settings.policy, workers=settings.workers or usable_cores(), reuse_dir=reuse_dir,
-                              versioning=versioning) if chosen else {}
-    return BuiltDatasets(results, context, not_applicable)
+    workers = settings.workers or usable_cores()
+    sharded = [name for name in chosen if shardable(name)] if sharding is not None else []
+    whole = [name for name in chosen if name not in sharded]
+    results = {}
+    if sharding is not None and sharded:
+        results.update(export_sharded(sharding.entries, sharded, out_root, sharding.root, context, sharding.plan,
+                                      settings.policy, workers, versioning, on_shard=settings.on_shard))
+    if whole:
+        stream = entries(context.image_key)
+        results.update(export_datasets(settings.progress(stream) if settings.progress else stream, whole, out_root,
+                                       context, settings.policy, workers=workers, reuse_dir=reuse_dir,
+                                       versioning=versioning))
+    return BuiltDatasets({name: results[name] for name in chosen if name in results}, context, not_applicable)
 
 
 def build_datasets(layout: ProjectLayout, formats: list[str], media: MediaResolver | None = None,
@@ -95,10 +128,22 @@ def build_datasets(layout: ProjectLayout, formats: list[str], media: MediaResolv
         built = write_datasets(lambda: iter_store_tasks(layout.store_dir),
                                lambda _: iter_store_entries(layout.store_dir), formats, layout.datasets_dir,
                                snapshot_label_config(layout), media, settings, project_id=layout.project_id,
-                               reuse_dir=layout.reuse_dir, versioning=versioning)
+                               reuse_dir=layout.reuse_dir, versioning=versioning,
+                               sharding=project_sharding(layout, settings.shard_size))
         for name in built.results:
             retain(layout, name, settings.keep_versions)
         return built
+
+
+def project_sharding(layout: ProjectLayout, shard_size: int | None) -> Sharding | None:
+    """Shards for a store of more than `shard_size` tasks kept in id order (as Label Studio exports them);
+    else None, and the project is built in one pass."""
+    if shard_size is None or read_manifest(layout.store_dir).get("task_count", 0) <= shard_size:
+        return None
+    plan = store_plan(layout.store_dir, shard_size)
+    if plan is None or len(plan.shards) < 2:
+        return None
+    return Sharding(plan, layout.shards_dir, lambda shard: store_shard_entries(layout.store_dir, shard))
 
 
 REGION_ACCOUNTING = "region_accounting"

@@ -3,6 +3,7 @@
     project-<id>/snapshot/     the latest snapshot: export.json, label_config.xml, snapshot.json
     project-<id>/store/        the normalized store (Parquet) the datasets are built from
     project-<id>/reuse/        what the last dataset build kept of each task's output, for the next
+    project-<id>/shards/       a large project's shards: per task-id range, its output and reuse index
     project-<id>/versions/     per format, its immutable versions: versions/<FORMAT>/<version id>/
     project-<id>/datasets/     per format, a link to its newest version: datasets/<FORMAT>/
     project-<id>/review/       the prediction review: review.json, README.md and its pictures
@@ -64,6 +65,11 @@ class ProjectLayout:
     def reuse_dir(self) -> Path:
         """What the last dataset build kept of each task's output (`lsflow.core.incremental.reuse`)."""
         return self.project_dir / "reuse"
+
+    @property
+    def shards_dir(self) -> Path:
+        """Each shard's output and reuse index, when the project is built in shards (`lsflow.core.pipeline.shards`)."""
+        return self.project_dir / "shards"
 
     @property
     def datasets_dir(self) -> Path:
