@@ -24,8 +24,8 @@ def test_settings_come_from_the_environment(monkeypatch):
     assert settings_from_environment().workers is None  # one process a usable core
 
 # The formats an image project's label config cannot fill.
-IMAGE_PROJECT_SKIPS = {"CONLL2003", "SPACY", "ASR_MANIFEST", "MOT", "YOLO_VIDEO", "YOLO_OBB_VIDEO", "VIDEO_SEGMENTS",
-                       "AUDIO_SEGMENTS", "RTTM", "TIMESERIES_PARQUET"}
+IMAGE_PROJECT_SKIPS = {"CONLL2003", "SPACY", "ASR_MANIFEST", "MOT", "YOLO_VIDEO", "YOLO_OBB_VIDEO", "COCO_VIDEO",
+                       "VIDEO_SEGMENTS", "AUDIO_SEGMENTS", "RTTM", "TIMESERIES_PARQUET"}
 
 
 def test_every_format_is_an_asset_downstream_of_the_store_with_its_checks():

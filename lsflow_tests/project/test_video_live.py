@@ -1,11 +1,15 @@
 """A video uploaded to a real Label Studio, tracked through the API (a gap made with a disabled keyframe),
 exported with `lsflow export`: per-frame boxes against hand-computed ones, MOT through py-motmetrics,
-YOLO_VIDEO frames through Pillow and row validity."""
+YOLO_VIDEO frames through Pillow and row validity, COCO_VIDEO through pycocotools."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import motmetrics
 from PIL import Image
+from pycocotools.coco import COCO
 
 from lsflow_tests.test_cli_export import lsflow_export
 from lsflow_tests.video_media import (
@@ -28,7 +32,7 @@ def test_video_track_exports_to_mot_and_yolo_frames(label_studio, tmp_path):
     label_studio.annotate(upload.task_id, [track_result("ball", ball_sequence())])
 
     out = tmp_path / "out"
-    run = lsflow_export(label_studio, str(project), "MOT,YOLO_VIDEO", "--path", str(out), "--workers", "1")
+    run = lsflow_export(label_studio, str(project), "MOT,YOLO_VIDEO,COCO_VIDEO", "--path", str(out), "--workers", "1")
     assert run.returncode == 0, run.stderr + run.stdout
     assert "FAILED" not in run.stdout, run.stdout
 
@@ -61,3 +65,11 @@ def test_video_track_exports_to_mot_and_yolo_frames(label_studio, tmp_path):
         for row in rows:
             values = [float(v) for v in row.split()[1:]]
             assert len(values) == 4 and all(0 <= v <= 1 for v in values)
+
+    # COCO_VIDEO: the same boxes by frame through pycocotools, one track, the task as the video.
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(out / "COCO_VIDEO" / "result.json"))
+    assert [video["id"] for video in coco.dataset["videos"]] == [upload.task_id]
+    assert len(coco.imgs) == FRAMES
+    boxes = {coco.imgs[a["image_id"]]["frame_index"] + 1: (a["track_id"], a["bbox"]) for a in coco.anns.values()}
+    assert boxes == {f: (1, [ball_x(f), 10, 12, 10]) for f in BALL_FRAMES}

@@ -9,6 +9,7 @@ from lsflow.core.formats.brush_coco import BrushToCocoWriter
 from lsflow.core.formats.brush_numpy import BrushToNumpyWriter
 from lsflow.core.formats.brush_png import BrushToPngWriter
 from lsflow.core.formats.coco import CocoWithImagesWriter, CocoWriter
+from lsflow.core.formats.coco_video import CocoVideoWriter
 from lsflow.core.formats.conll import ConllWriter
 from lsflow.core.formats.csv import CsvWriter, TsvWriter
 from lsflow.core.formats.json import JsonWriter
@@ -50,6 +51,7 @@ WRITERS: dict[str, type[DatasetWriter]] = {
         MotWriter,
         YoloVideoWriter,
         YoloObbVideoWriter,
+        CocoVideoWriter,
         VideoSegmentsWriter,
         AudioSegmentsWriter,
         RttmWriter,

@@ -14,7 +14,6 @@ frame with its task, video and frame number.
 
 from __future__ import annotations
 
-import io
 from collections import defaultdict
 from pathlib import Path
 from typing import ClassVar
@@ -32,16 +31,15 @@ from lsflow.core.formats.shared.ultralytics import (
 )
 from lsflow.core.formats.shared.video import (
     FRAME_STEP,
+    FRAME_STEP_HELP,
     TrackBox,
     VideoTrackWriter,
-    decode_frames,
     frame_file_stem,
     frame_step,
 )
 from lsflow.core.geometry.shapes import Shape
 
 BOX_VALUES, CORNER_VALUES = 4, 8  # numbers after the class id in a YOLO and a YOLO_OBB row
-JPEG_QUALITY = 95
 FRAME_PER_LABEL = CheckSpec("frame_per_label", "every label file has its frame image under images/<split>/")
 
 
@@ -52,8 +50,7 @@ class YoloVideoWriter(VideoTrackWriter, UltralyticsWriter):
     kinds = frozenset({"box"})
     elsewhere: ClassVar[dict[str, str]] = {}
     copies_images = True
-    option_help: ClassVar[dict[str, str]] = {
-        FRAME_STEP: "export every k-th frame of each video (1, 1 + k, …); default 1, every frame"}
+    option_help: ClassVar[dict[str, str]] = {FRAME_STEP: FRAME_STEP_HELP}
 
     @classmethod
     def _layout_checks(cls) -> tuple[CheckSpec, ...]:
@@ -75,22 +72,15 @@ class YoloVideoWriter(VideoTrackWriter, UltralyticsWriter):
                 rows[box.frame].append(self.box_row(track.class_id, box, info.width, info.height))
         split = split_of(item.task.id)
         last = 0
-        for number, frame in decode_frames(video.path, step, info.frames):
-            last = number
-            stem = frame_file_stem(video, number)
-            image = frame.to_image()
-            data = io.BytesIO()
-            image.save(data, "JPEG", quality=JPEG_QUALITY)
-            image_file, label_file = f"images/{split}/{stem}.jpg", f"labels/{split}/{stem}.txt"
-            self.task_file(image_file, data.getvalue())
-            self.task_file(label_file, "".join(rows.pop(number, ())).encode())
+        for saved in self.save_frames(video, step, lambda n: f"images/{split}/{frame_file_stem(video, n)}.jpg"):
+            last = saved.number
+            label_file = f"labels/{split}/{frame_file_stem(video, saved.number)}.txt"
+            self.task_file(label_file, "".join(rows.pop(saved.number, ())).encode())
             self.append("files", orjson.dumps({
-                "task": item.task.id, "video": video.reference, "frame": number, "image_file": image_file,
-                "width": image.width, "height": image.height, "label_files": [label_file],
+                "task": item.task.id, "video": video.reference, "frame": saved.number, "image_file": saved.file,
+                "width": saved.width, "height": saved.height, "label_files": [label_file],
             }) + b"\n")
-        if rows:  # the header promised frames the stream does not have
-            self.report.skip_image(f"the video decodes to {last} frames, its header says {info.frames}: "
-                                   f"labels of {len(rows)} later frames left out")
+        self.frames_missing(last, info, len(rows))
 
     @classmethod
     def check(cls, out_dir: Path, context: ExportContext) -> list[CheckOutcome]:

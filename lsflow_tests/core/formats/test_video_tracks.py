@@ -1,13 +1,16 @@
-"""MOT, YOLO_VIDEO and YOLO_OBB_VIDEO from a real (PyAV-written) video, checked against boxes worked
-out by hand from the drawn rectangle, with py-motmetrics and Pillow reading the output."""
+"""MOT, YOLO_VIDEO, YOLO_OBB_VIDEO and COCO_VIDEO from a real (PyAV-written) video, checked against boxes worked
+out by hand from the drawn rectangle, with py-motmetrics, pycocotools and Pillow reading the output."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import motmetrics
 import pytest
 from PIL import Image
+from pycocotools.coco import COCO
 
 from lsflow.core.formats import writer_class
 from lsflow.core.formats.base import ExportContext
@@ -51,7 +54,7 @@ def exported(tmp_path):
     empty = track_result("empty", [])
     tasks = [video_task(1, "/data/upload/1/clip.mp4", [ball, player, timeline, empty]),
              video_task(2, "/data/upload/1/missing.mp4", [track_result("lost", [keyframe(1)])])]
-    results = run(tmp_path, tasks, ["MOT", "YOLO_VIDEO", "YOLO_OBB_VIDEO"], config=VIDEO_CONFIG,
+    results = run(tmp_path, tasks, ["MOT", "YOLO_VIDEO", "YOLO_OBB_VIDEO", "COCO_VIDEO"], config=VIDEO_CONFIG,
                   media_root=tmp_path / "media", options={"frame_step": "1"})
     return tmp_path / "out", results
 
@@ -126,15 +129,53 @@ def test_yolo_video_frames_and_rows(exported):
                                                  18 / WIDTH, 20 / HEIGHT, 6 / WIDTH, 20 / HEIGHT))]
 
 
+def load_coco(path):
+    with contextlib.redirect_stdout(io.StringIO()):
+        return COCO(str(path))
+
+
+def test_coco_video_loads_in_pycocotools_with_videos_frames_and_tracks(exported):
+    out, results = exported
+    dataset = out / "COCO_VIDEO"
+    coco = load_coco(dataset / "result.json")
+    [video] = coco.dataset["videos"]
+    assert (video["id"], video["name"], video["width"], video["height"], video["fps"], video["frames"]) == (
+        1, "clip__task1", WIDTH, HEIGHT, FPS, FRAMES)
+    # Every frame an image, in order: ids 1.., frame_id the place among extracted frames, frame_index 0-based.
+    assert [(i["id"], i["video_id"], i["frame_id"], i["frame_index"], i["file_name"]) for i in coco.dataset["images"]] == [
+        (f, 1, f - 1, f - 1, f"images/clip__task1/{f:06d}.jpg") for f in range(1, FRAMES + 1)]
+    with Image.open(dataset / "images" / "clip__task1" / "000007.jpg") as frame:
+        assert frame.size == (WIDTH, HEIGHT)
+    assert [(t["id"], t["video_id"], t["category_id"], t["label_studio"]["region"]) for t in coco.dataset["tracks"]] == [
+        (1, 1, 1, "ball"), (2, 1, 2, "edge")]
+    assert {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())} == {1: "Ball", 2: "Player"}
+    # The boxes by frame and track, worked out by hand (the player's 12 px box cut to the 6 px inside).
+    expected = {(f, 1): [ball_x(f), 10, 12, 10] for f in BALL_FRAMES} | {(f, 2): [58, 10, 6, 10] for f in (25, 26)}
+    found = {}
+    for image_id in coco.getImgIds():
+        for box in coco.loadAnns(coco.getAnnIds(imgIds=[image_id])):
+            assert box["track_id"] == box["instance_id"] and box["video_id"] == 1
+            assert box["iscrowd"] == 0 and box["area"] == box["bbox"][2] * box["bbox"][3]
+            found[(coco.imgs[image_id]["frame_index"] + 1, box["track_id"])] = box["bbox"]
+    assert found == expected
+    assert results["COCO_VIDEO"].report["regions_written"] == 2
+    assert failed_checks(out, "COCO_VIDEO") == []
+    (dataset / "images" / "clip__task1" / "000007.jpg").unlink()  # a label row without its frame: caught
+    assert failed_checks(out, "COCO_VIDEO") == ["coco_video_loads"]
+
+
 def test_frame_step_keeps_every_kth_frame(tmp_path):
     upload = tmp_path / "media" / "upload" / "1"
     upload.mkdir(parents=True)
     write_video(upload / "clip.mp4")
     tasks = [video_task(1, "/data/upload/1/clip.mp4", [track_result("one", [keyframe(2), keyframe(3, False)])])]
-    results = run(tmp_path, tasks, ["YOLO_VIDEO"], config=VIDEO_CONFIG, media_root=tmp_path / "media",
+    results = run(tmp_path, tasks, ["YOLO_VIDEO", "COCO_VIDEO"], config=VIDEO_CONFIG, media_root=tmp_path / "media",
                   options={"frame_step": "5"})
     frames = sorted(int(p.stem.rsplit("_", 1)[1]) for p in (tmp_path / "out" / "YOLO_VIDEO").glob("images/*/*.jpg"))
     assert frames == [1, 6, 11, 16, 21, 26]
+    images = load_coco(tmp_path / "out" / "COCO_VIDEO" / "result.json").dataset["images"]
+    assert [(i["frame_id"], i["frame_index"]) for i in images] == [(n, 5 * n) for n in range(6)]
+    assert failed_checks(tmp_path / "out", "COCO_VIDEO") == []
     # The track lies on frames 2 and 3 only, neither of them extracted: dropped, and said why.
     assert results["YOLO_VIDEO"].report["dropped_by_reason"] == {"track has no frame inside the video among those exported "
                                                     "(frame_step=5)": 1}

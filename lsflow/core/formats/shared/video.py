@@ -12,8 +12,9 @@ do not need it.
 
 from __future__ import annotations
 
+import io
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -35,6 +36,8 @@ VIDEO_NOT_AVAILABLE = "video file not available"
 VIDEO_NOT_READABLE = "video file cannot be decoded by PyAV"
 NO_FRAMES = "track has no frame inside the video"
 FRAME_STEP = "frame_step"
+FRAME_STEP_HELP = "export every k-th frame of each video (1, 1 + k, …); default 1, every frame"
+JPEG_QUALITY = 95
 _RATE_TOLERANCE = 1e-3  # relative: 29.97 in a label config is the video's 30000/1001
 
 
@@ -141,8 +144,17 @@ def sequence_name(task_id: Any, reference: str) -> str:
 class TrackBox(NamedTuple):
     frame: int  # Label Studio's frame number, 1-based
     box: Envelope  # axis-aligned pixel envelope, clipped to the frame
-    corners: tuple[tuple[float, float], ...]  # the rotated rectangle's four pixel corners, unclipped
+    corners: tuple[tuple[float, float], ...]  # the rectangle's four pixel corners, unclipped
     keyframe: bool
+    rotated: bool  # the corners are not the envelope's
+
+
+class SavedFrame(NamedTuple):
+    number: int  # the frame's number in the video, 1-based
+    position: int  # its place among the frames extracted, 0-based
+    file: str  # relative to the dataset
+    width: int
+    height: int
 
 
 class Track(NamedTuple):
@@ -223,6 +235,22 @@ class VideoTrackWriter(VisionWriter):
                 found.append(Track(annotation, region, labels[0], labels[1], boxes))
         return found
 
+    def save_frames(self, video: TaskVideo, step: int, file_of: Callable[[int], str]) -> Iterator[SavedFrame]:
+        """Frames 1, 1 + step, … decoded one at a time and saved as JPEG at `file_of(number)`."""
+        for position, (number, frame) in enumerate(decode_frames(video.path, step, video.info.frames)):
+            image = frame.to_image()
+            data = io.BytesIO()
+            image.save(data, "JPEG", quality=JPEG_QUALITY)
+            relative = file_of(number)
+            self.task_file(relative, data.getvalue())
+            yield SavedFrame(number, position, relative, image.width, image.height)
+
+    def frames_missing(self, last: int, info: VideoInfo, left: int) -> None:
+        """The header promised frames the stream does not have: the `left` frames' labels are left out."""
+        if left:
+            self.report.skip_image(f"the video decodes to {last} frames, its header says {info.frames}: "
+                                   f"labels of {left} later frames left out")
+
     @staticmethod
     def _pixel_boxes(frames: Iterator[FrameBox], info: VideoInfo) -> tuple[list[TrackBox], bool]:
         """Frames whose box has area inside the image; whether any box was cut or left out."""
@@ -238,7 +266,7 @@ class VideoTrackWriter(VisionWriter):
                 clipped = True
                 continue
             clipped = clipped or box != whole
-            boxes.append(TrackBox(frame.frame, box, corners, frame.keyframe))
+            boxes.append(TrackBox(frame.frame, box, corners, frame.keyframe, frame.rotation % 360 != 0))
         return boxes, clipped
 
 
