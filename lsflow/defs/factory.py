@@ -6,7 +6,7 @@ and the standalone code location (`lsflow.definitions`) is its unnamed instance.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
@@ -34,6 +34,7 @@ def build_label_studio_defs(
     schedule: bool = True,
     full_export_cron: str = DEFAULT_FULL_EXPORT_CRON,
     automation_running: bool = False,
+    run_tags: Mapping[str, str] | None = None,
 ) -> dg.Definitions:
     """Label Studio projects → datasets, as definitions to merge into a user's own.
 
@@ -46,6 +47,8 @@ def build_label_studio_defs(
       for every project whose title matches `project_title_pattern` (or by `lsflow partitions add`).
     - `sensor` / `schedule`: the change sensor and the full-export schedule, included or not; they start
       stopped unless `automation_running`.
+    - `run_tags`: tags of every run of the job (its sensor's, schedule's and backfills' runs), e.g.
+      `LABEL_STUDIO_SERVER_TAG` for the run queue's per-server limit (deploy/).
     """
     names = Names(name=name, key_prefix=tuple(key_prefix), group_name=group_name)
     project_ids = [str(p) for p in projects] if projects else None
@@ -57,7 +60,7 @@ def build_label_studio_defs(
         partitions_def = dg.DynamicPartitionsDefinition(name=names.partitions)
 
     assets = build_assets(names, partitions_def, formats)
-    job = build_export_job(names, assets)
+    job = build_export_job(names, assets, run_tags)
     sensors = [build_projects_sensor(
         names, job, partitions_def, project_ids=project_ids, title_pattern=project_title_pattern,
         minimum_interval_seconds=sensor_interval_seconds,
