@@ -18,16 +18,19 @@ QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
 export DAGSTER_HOME := $(CURDIR)
 # The browser the Dagster UI test drives (Debian's package; no tool downloads a browser of its own).
 CHROMIUM := /usr/bin/chromium
+# The scale-out test (lsflow_tests/deploy) starts a throwaway PostgreSQL and Redis from Debian's packages.
+POSTGRES_BIN := /usr/lib/postgresql/15/bin
+REDIS_SERVER := /usr/bin/redis-server
 # The embedded samples: 1 images, 2 text (named entities), 3 audio (transcriptions).
 SAMPLE_PROJECTS := 1 2 3
 
-.PHONY: install demo test lint dev
+.PHONY: install demo test test-deploy lint dev
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip 2>&1 | $(QUIET_PIP)
-	$(VENV)/bin/pip install -q -e ".[test,spacy,audio,video]" 2>&1 | $(QUIET_PIP)
+	$(VENV)/bin/pip install -q -e ".[test,spacy,audio,video,deploy]" 2>&1 | $(QUIET_PIP)
 	touch $@
 
 $(LS_VENV)/.installed:
@@ -37,6 +40,12 @@ $(LS_VENV)/.installed:
 
 $(CHROMIUM):
 	apt-get install -y -q chromium > /dev/null || { apt-get update -q > /dev/null && apt-get install -y -q chromium > /dev/null; }
+
+$(POSTGRES_BIN)/initdb:
+	apt-get install -y -q postgresql-15 > /dev/null || { apt-get update -q > /dev/null && apt-get install -y -q postgresql-15 > /dev/null; }
+
+$(REDIS_SERVER):
+	apt-get install -y -q redis-server > /dev/null || { apt-get update -q > /dev/null && apt-get install -y -q redis-server > /dev/null; }
 
 $(IMPORTERS_STAMP):
 	rm -rf $(IMPORTERS_VENV)
@@ -59,9 +68,13 @@ demo: install
 		echo "  normalized store: data/output/project-$$p/store/"; echo; \
 	done
 
-test: lint $(LS_VENV)/.installed $(IMPORTERS_STAMP) $(CHROMIUM)
+test: lint $(LS_VENV)/.installed $(IMPORTERS_STAMP) $(CHROMIUM) $(POSTGRES_BIN)/initdb $(REDIS_SERVER)
 	LABEL_STUDIO_BIN=$(CURDIR)/$(LS_VENV)/bin/label-studio LSFLOW_IMPORTERS_PYTHON=$(CURDIR)/$(IMPORTERS_VENV)/bin/python \
-		LSFLOW_CHROMIUM=$(CHROMIUM) $(VENV)/bin/pytest
+		LSFLOW_CHROMIUM=$(CHROMIUM) LSFLOW_POSTGRES_BIN=$(POSTGRES_BIN) LSFLOW_REDIS_SERVER=$(REDIS_SERVER) $(VENV)/bin/pytest
+
+# The production profile (deploy/) for real: PostgreSQL, the daemon's run queue, two Celery workers, a backfill.
+test-deploy: install $(POSTGRES_BIN)/initdb $(REDIS_SERVER)
+	LSFLOW_POSTGRES_BIN=$(POSTGRES_BIN) LSFLOW_REDIS_SERVER=$(REDIS_SERVER) $(VENV)/bin/pytest lsflow_tests/deploy
 
 # Lint and import order (ruff), types (mypy), the layers' import contracts (import-linter; see docs/architecture.md).
 lint: install
