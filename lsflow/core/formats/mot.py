@@ -3,10 +3,12 @@
     <split>/<video>__task<id>/gt/gt.txt      frame,id,bb_left,bb_top,width,height,conf,class,visibility
     <split>/<video>__task<id>/seqinfo.ini    name, frameRate, seqLength, imWidth, imHeight, imDir, imExt
     labels.txt                               class names; line N is class N of gt.txt
-    lsflow_tracks.jsonl                      per track: task, annotation, region id → sequence and track id
+    lsflow_tracks.jsonl                      per track: task, annotation, region id → sequence and track id,
+                                             and the <Video frameRate> its keyframes were numbered at
 
-Frame numbers are Label Studio's (1-based, as MOT's are); boxes are axis-aligned pixel boxes in MOT's
-1-based pixel coordinates (bb_left = x + 1: py-motmetrics' loader subtracts the 1), a rotated
+Frame numbers are the video's own (1-based, as MOT's are; Label Studio's when its frameRate is the
+video's rate, else the track is placed by time: docs/video.md); boxes are axis-aligned pixel boxes in
+MOT's 1-based pixel coordinates (bb_left = x + 1: py-motmetrics' loader subtracts the 1), a rotated
 rectangle's envelope, clipped to the frame. Track ids number a video's tracks from 1 in annotation
 and region order; `lsflow_tracks.jsonl` maps them back to the Label Studio region. The frames
 themselves are not extracted (`imDir=img1` is where MOT tools look for them; YOLO_VIDEO extracts
@@ -23,7 +25,7 @@ import orjson
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, Stream, TaskItem
 from lsflow.core.formats.shared.ultralytics import names_in_id_order, split_of
-from lsflow.core.formats.shared.video import VideoTrackWriter
+from lsflow.core.formats.shared.video import VideoTrackWriter, label_studio_fps
 
 TRACKS_FILE = "lsflow_tracks.jsonl"
 LABELS_FILE = "labels.txt"
@@ -55,6 +57,7 @@ class MotWriter(VideoTrackWriter):
                 "task": item.task.id, "annotation": track.annotation.id, "region": track.region.id,
                 "sequence": folder, "track_id": track_id, "label": track.label,
                 "first_frame": track.boxes[0].frame, "last_frame": track.boxes[-1].frame,
+                "label_studio_fps": label_studio_fps(self.context, item, track.region.to_name),
             }) + b"\n")
         rows.sort()
         self.task_file(f"{folder}/gt/gt.txt", "".join(row for _, _, row in rows).encode())

@@ -6,7 +6,8 @@ their labels, in the Ultralytics layout of `ultralytics.py`:
     images/<split>/<video>__task<id>_<frame>.jpg    frame 1, 1 + k, 1 + 2k, … (writer option frame_step=k)
     labels/<split>/<video>__task<id>_<frame>.txt    YOLO (box) or YOLO_OBB (four corners) rows; empty: no object
 
-`<frame>` is Label Studio's frame number (1-based, six digits). Every extracted frame gets a label
+`<frame>` is the video's frame number (1-based, six digits): Label Studio's when its frameRate is the
+video's rate, else the track is placed by time (docs/video.md). Every extracted frame gets a label
 file, so frames without objects are background examples. A video's frames all go to one split
 (`split_of` the task id): no video is split between train and val. `lsflow_files.jsonl` lists each
 frame with its task, video and frame number.

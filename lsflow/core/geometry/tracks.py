@@ -19,10 +19,11 @@ Coordinates stay in percent of the frame, as in the keyframes; pixel space is th
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 PROPS = ("x", "y", "width", "height", "rotation")
+_EPSILON = 1e-9  # positions computed from two rates: 24.999999999 is frame 25
 
 
 class TrackError(ValueError):
@@ -84,23 +85,37 @@ def expand_track(sequence: Any, frames_count: int | None) -> Iterator[FrameBox]:
     Without `frames_count` (unknown length) the track ends at its last keyframe."""
     points = keyframes(sequence)
     last_frame = frames_count if frames_count is not None else (points[-1].frame if points else 0)
-    for index, start in enumerate(points):
+    return _boxes(points, ((frame, frame) for frame in range(1, last_frame + 1)))
+
+
+def boxes_at(sequence: Any, positions: Iterable[tuple[int, float]]) -> Iterator[FrameBox]:
+    """The track's box on each of a video's frames given as (frame, position), positions increasing.
+    The position is where the frame's time falls in Label Studio's frame numbering, fractional when the
+    video's rate is not the one Label Studio numbered at: Label Studio's frame N lasts from position N
+    to N + 1. The rules above hold at any position: shown when the last keyframe at or before the
+    frame Label Studio shows (⌊position⌋) is enabled or is that frame; interpolated at the position."""
+    return _boxes(keyframes(sequence), positions)
+
+
+def _boxes(points: list[Keyframe], positions: Iterable[tuple[int, float]]) -> Iterator[FrameBox]:
+    index = -1  # the last keyframe at or before the position
+    for frame, position in positions:
+        shown = math.floor(position + _EPSILON)  # the Label Studio frame on screen at that time
+        while index + 1 < len(points) and points[index + 1].frame <= shown:
+            index += 1
+        if index < 0:
+            continue  # before the first keyframe
+        start = points[index]
         following = points[index + 1] if index + 1 < len(points) else None
-        yield from _span(start, following, last_frame)
-
-
-def _span(start: Keyframe, following: Keyframe | None, last_frame: int) -> Iterator[FrameBox]:
-    """The frames from keyframe `start` up to the next keyframe (exclusive), or the video's end."""
-    if 1 <= start.frame <= last_frame:
-        yield FrameBox(start.frame, *start[2:], True)
-    if not start.enabled:  # shown on its own frame only
-        return
-    end = following.frame - 1 if following is not None else last_frame
-    for frame in range(max(start.frame + 1, 1), min(end, last_frame) + 1):
-        if following is None:
-            yield FrameBox(frame, *start[2:], False)
-            continue
-        ratio = (frame - start.frame) / (following.frame - start.frame)
-        x, y, width, height = (a + (b - a) * ratio for a, b in zip(start[2:6], following[2:6], strict=True))
-        turn = normalize_angle(following.rotation - start.rotation)
-        yield FrameBox(frame, x, y, width, height, normalize_angle(start.rotation + turn * ratio), False)
+        if abs(position - start.frame) < _EPSILON:
+            yield FrameBox(frame, *start[2:], True)
+        elif not start.enabled:
+            if start.frame == shown:  # a disabled keyframe is shown for its own frame only
+                yield FrameBox(frame, *start[2:], False)
+        elif following is None:
+            yield FrameBox(frame, *start[2:], False)  # held after the last keyframe
+        else:
+            ratio = (position - start.frame) / (following.frame - start.frame)
+            x, y, width, height = (a + (b - a) * ratio for a, b in zip(start[2:6], following[2:6], strict=True))
+            turn = normalize_angle(following.rotation - start.rotation)
+            yield FrameBox(frame, x, y, width, height, normalize_angle(start.rotation + turn * ratio), False)

@@ -181,12 +181,35 @@ def test_frame_step_keeps_every_kth_frame(tmp_path):
                                                     "(frame_step=5)": 1}
 
 
-def test_a_label_config_frame_rate_other_than_the_videos_drops_the_tracks(tmp_path):
+def test_a_label_config_frame_rate_other_than_the_videos_maps_the_track_by_time(tmp_path):
+    """No frameRate in the config: Label Studio numbered the keyframes at 24 fps, the video has 10 fps.
+    Label Studio frame N starts at (N - 1)/24 s and the video's frame j at (j - 1)/10 s, so frame j is
+    at Label Studio position 1 + 2.4·(j - 1): keyframes 1, 25 and 49 (disabled) fall on frames 1, 11, 21."""
     upload = tmp_path / "media" / "upload" / "1"
     upload.mkdir(parents=True)
     write_video(upload / "clip.mp4")
-    tasks = [video_task(1, "/data/upload/1/clip.mp4", [track_result("one", [keyframe(1)])])]
-    results = run(tmp_path, tasks, ["MOT"], config=VIDEO_CONFIG.replace(f'frameRate="{FPS}"', ""),
+    left = {1: 4, 25: 52, 49: 4}  # px, keyframes at 0 s, 1 s and 2 s
+
+    def at(frame, enabled=True):
+        return {"frame": frame, "enabled": enabled, "rotation": 0, "time": (frame - 1) / 24,
+                "x": left[frame] * 100 / WIDTH, "y": 10 * 100 / HEIGHT, "width": 12 * 100 / WIDTH,
+                "height": 10 * 100 / HEIGHT}
+
+    tasks = [video_task(1, "/data/upload/1/clip.mp4", [track_result("one", [at(1), at(25), at(49, enabled=False)])])]
+    results = run(tmp_path, tasks, ["MOT", "COCO_VIDEO"], config=VIDEO_CONFIG.replace(f'frameRate="{FPS}"', ""),
                   media_root=tmp_path / "media")
-    [(reason, count)] = results["MOT"].report["dropped_by_reason"].items()
-    assert count == 1 and reason.startswith("Label Studio numbered frames at 24 fps")
+    assert results["MOT"].report["regions_written"] == 1 and not results["MOT"].report["dropped_by_reason"]
+    # Frames 2..10: 4.8 px a frame towards 52 (2.4 Label Studio frames of 48 px over 24); 12..20 back the
+    # same way; frame 21 is the disabled keyframe's own, and from 22 (position 51.4, frame 51) nothing.
+    expected = {j: 4 + 4.8 * (j - 1) for j in range(1, 12)} | {j: 52 - 4.8 * (j - 11) for j in range(11, 22)}
+    [gt] = list((tmp_path / "out" / "MOT").glob("*/clip__task1/gt/gt.txt"))
+    truth = motmetrics.io.loadtxt(str(gt), fmt="mot15-2D", min_confidence=1)
+    assert list(truth.index.get_level_values("FrameId")) == list(range(1, 22))
+    assert list(truth["X"]) == pytest.approx([expected[j] for j in range(1, 22)], abs=0.006)
+    assert set(truth["Width"]) == {12}
+    [track] = [json.loads(line) for line in (tmp_path / "out" / "MOT" / "lsflow_tracks.jsonl").read_text().splitlines()]
+    assert track["label_studio_fps"] == 24
+    coco = load_coco(tmp_path / "out" / "COCO_VIDEO" / "result.json")
+    assert (coco.dataset["videos"][0]["fps"], coco.dataset["videos"][0]["label_studio_fps"]) == (FPS, 24)
+    boxes = {coco.imgs[a["image_id"]]["frame_index"] + 1: a["bbox"][0] for a in coco.anns.values()}
+    assert boxes == pytest.approx(expected, abs=1e-9)

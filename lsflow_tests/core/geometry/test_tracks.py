@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lsflow.core.geometry.tracks import TrackError, expand_track, normalize_angle
+from lsflow.core.geometry.tracks import TrackError, boxes_at, expand_track, normalize_angle
 
 
 def key(frame, x, y=10.0, width=20.0, height=30.0, rotation=0.0, enabled=True):
@@ -76,3 +76,15 @@ def test_a_single_disabled_keyframe_shows_one_frame():
 def test_unreadable_keyframes_name_the_problem(sequence, reason):
     with pytest.raises(TrackError, match=reason):
         list(expand_track(sequence, 10))
+
+
+def test_fractional_positions_interpolate_and_a_disabled_keyframe_lasts_its_own_frame():
+    # Label Studio frame N lasts from position N to N + 1: the disabled keyframe 5 shows at 5.0 and 5.9,
+    # not at 6.0; between 1 and 5, x at position 2.5 is 0 + 40 * 1.5 / 4.
+    sequence = [key(1, 0.0), key(5, 40.0, enabled=False), key(9, 80.0)]
+    got = {box.frame: box for box in boxes_at(sequence, [(1, 0.5), (2, 2.5), (3, 5.0), (4, 5.9), (5, 6.0),
+                                                         (6, 8.99), (7, 9.5)])}
+    assert sorted(got) == [2, 3, 4, 7]
+    assert (got[2].x, got[2].keyframe) == (15.0, False)
+    assert (got[3].x, got[3].keyframe, got[4].x) == (40.0, True, 40.0)
+    assert got[7].x == 80.0

@@ -2,9 +2,10 @@
 decoded one at a time, and its VideoRectangle tracks as per-frame pixel boxes.
 
 Label Studio numbers frames from 1 at the `<Video frameRate>` of the label config (24 when not
-given), not at the video's own rate. lsflow reads frame N as the video's N-th decoded frame, which
-holds only when the two rates agree: a track on a video whose real rate differs is dropped with
-that reason rather than put on the wrong frames (docs/video.md).
+given), not at the video's own rate: its frame N starts at time (N − 1)/frameRate. The video's own
+frame j (1-based) starts at (j − 1)/fps, so it gets the track's box at Label Studio position
+1 + (j − 1)·frameRate/fps — frame j itself when the rates agree, between two Label Studio frames
+when they do not (docs/video.md).
 
 PyAV (`pip install lsflow[video]`) is imported when a video is first opened, so the other formats
 do not need it.
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 from lsflow.core.formats.base import ExportContext, TaskItem, file_stem
 from lsflow.core.formats.shared.vision import VisionWriter
 from lsflow.core.geometry.plane import Envelope, clip_envelope, envelope, percent_to_pixels, rotated_corners
-from lsflow.core.geometry.tracks import FrameBox, TrackError, expand_track
+from lsflow.core.geometry.tracks import FrameBox, TrackError, boxes_at
 from lsflow.core.model.media_ref import media_file_name
 from lsflow.core.model.task import Annotation, Region
 
@@ -84,7 +85,7 @@ def probe(path: Path) -> VideoInfo:
 
 
 def decode_frames(path: Path, step: int, last: int) -> Iterator[tuple[int, av.video.frame.VideoFrame]]:
-    """Frames 1, 1 + step, 1 + 2·step, … up to `last` (Label Studio's numbers), decoded one at a time:
+    """Frames 1, 1 + step, 1 + 2·step, … up to `last` (the video.s own numbers, 1-based), decoded one at a time:
     only the current frame is ever in memory."""
     import av  # noqa: PLC0415 - see probe
 
@@ -130,6 +131,16 @@ def label_studio_fps(context: ExportContext, item: TaskItem, video_object: str |
     return 1 / rate if rate < 1 else rate  # Video.js reads a rate below 1 as seconds per frame
 
 
+def frame_positions(info: VideoInfo, rate: float, step: int) -> Iterator[tuple[int, float]]:
+    """(frame, Label Studio position) of the video's frames 1, 1 + step, …: the frame's start time
+    (j − 1)/fps in Label Studio's frames at `rate`. Rates within 0.1 % are one rate (29.97 in a label
+    config is the video's 30000/1001): the frame is its own position."""
+    fps = float(info.fps)
+    same = abs(rate - fps) <= _RATE_TOLERANCE * fps
+    for frame in range(1, info.frames + 1, step):
+        yield frame, float(frame) if same else 1 + (frame - 1) * rate / fps
+
+
 def video_key(context: ExportContext) -> str:
     config = context.label_config
     return (config.data_key("video") if config is not None else None) or "video"
@@ -142,7 +153,7 @@ def sequence_name(task_id: Any, reference: str) -> str:
 
 
 class TrackBox(NamedTuple):
-    frame: int  # Label Studio's frame number, 1-based
+    frame: int  # the video's frame number, 1-based (Label Studio's when the rates agree)
     box: Envelope  # axis-aligned pixel envelope, clipped to the frame
     corners: tuple[tuple[float, float], ...]  # the rectangle's four pixel corners, unclipped
     keyframe: bool
@@ -212,17 +223,11 @@ class VideoTrackWriter(VisionWriter):
                 if rate is None:
                     self.drop(item, annotation, region, "the <Video> frameRate of the label config is not a number")
                     continue
-                if abs(rate - float(info.fps)) > _RATE_TOLERANCE * float(info.fps):
-                    self.drop(item, annotation, region,
-                              f"Label Studio numbered frames at {rate:g} fps (the <Video> frameRate), the video "
-                              f"has {float(info.fps):g} fps: set frameRate to the video's rate")
-                    continue
                 labels = self.class_id(item, annotation, region)
                 if labels is None:
                     continue
                 try:
-                    frames = (f for f in expand_track(region.value.get("sequence"), info.frames)
-                              if (f.frame - 1) % step == 0)
+                    frames = boxes_at(region.value.get("sequence"), frame_positions(info, rate, step))
                     boxes, clipped = self._pixel_boxes(frames, info)
                 except TrackError as error:
                     self.drop(item, annotation, region, f"track cannot be read: {error}")
