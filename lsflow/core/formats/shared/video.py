@@ -85,7 +85,7 @@ def probe(path: Path) -> VideoInfo:
 
 
 def decode_frames(path: Path, step: int, last: int) -> Iterator[tuple[int, av.video.frame.VideoFrame]]:
-    """Frames 1, 1 + step, 1 + 2·step, … up to `last` (the video.s own numbers, 1-based), decoded one at a time:
+    """Frames 1, 1 + step, 1 + 2·step, … up to `last` (the video's own numbers, 1-based), decoded one at a time:
     only the current frame is ever in memory."""
     import av  # noqa: PLC0415 - see probe
 
