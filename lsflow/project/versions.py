@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,43 +93,92 @@ def annotator_of(completed_by: Any) -> str | None:
     return None if completed_by is None else str(completed_by)
 
 
+_LINEAGE_BATCH = 16_384  # tasks (and annotation, region rows) read at a time: memory stays flat
+
+
+class _RowsByTask:
+    """Rows of a store table grouped by task, in the tasks' order (as the store writes them), read a
+    batch at a time: `take(task_id)` is the next task's rows."""
+
+    def __init__(self, path: Path, columns: list[str], keep: Callable[[pa.RecordBatch], pa.RecordBatch] | None = None):
+        self._batches = pq.ParquetFile(path).iter_batches(batch_size=_LINEAGE_BATCH, columns=columns)
+        self._keep = keep
+        self._rows: list[tuple] = []
+        self._next = 0
+
+    def take(self, task_id: int) -> list[tuple]:
+        found: list[tuple] = []
+        while True:
+            if self._next == len(self._rows) and not self._fill():
+                return found
+            row = self._rows[self._next]
+            if row[0] != task_id:
+                return found
+            found.append(row)
+            self._next += 1
+
+    def _fill(self) -> bool:
+        for batch in self._batches:
+            if self._keep is not None:
+                batch = self._keep(batch)
+            if batch.num_rows:
+                self._rows, self._next = list(zip(*(column.to_pylist() for column in batch.columns))), 0
+                return True
+        return False
+
+    def exhausted(self) -> bool:
+        return self._next == len(self._rows) and not self._fill()
+
+
+def _classed_regions(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Labelled regions of annotations (boxes, polygons, masks, spans, …): (task, annotation, first label).
+    Keypoints name parts and choices are not regions."""
+    types = batch.column("type")
+    keep = pc.and_(pc.and_(pc.equal(batch.column("kind"), "annotation"), pc.ends_with(types, "labels")),
+                   pc.and_(pc.not_equal(types, "keypointlabels"),
+                           pc.greater(pc.list_value_length(batch.column("labels")), 0)))
+    chosen = batch.filter(keep)
+    return pa.record_batch([chosen.column("task_id"), chosen.column("annotation_id"),
+                            pc.list_element(chosen.column("labels"), 0)], names=["task_id", "annotation_id", "label"])
+
+
 def task_lineage(store_dir: Path, policy: AnnotationPolicy) -> pa.Table:
-    """Per task of the store: its content hash, media, and the annotations the policy exports (no split)."""
-    tasks = pq.read_table(store_dir / "tasks.parquet", columns=["task_id", "content_hash", "image_ref", "updated_at"])
-    annotations = pq.read_table(store_dir / "annotations.parquet", columns=[
+    """Per task of the store: its content hash, media, and the annotations the policy exports (no split).
+
+    Read a batch of tasks at a time, with their annotation and region rows beside them (the store keeps
+    a task's rows together, in task order), so a million-task store never becomes Python objects at once."""
+    tasks = pq.ParquetFile(store_dir / "tasks.parquet")
+    annotations = _RowsByTask(store_dir / "annotations.parquet", [
         "task_id", "annotation_id", "kind", "was_cancelled", "ground_truth", "completed_by", "created_at", "updated_at"])
-    regions = pq.read_table(store_dir / "regions.parquet", columns=["task_id", "annotation_id", "kind", "type", "labels"])
-    by_task: dict[int, list[Annotation]] = {}
-    columns = [annotations.column(name).to_pylist() for name in annotations.column_names]
-    for task_id, annotation_id, kind, cancelled, ground_truth, completed_by, created_at, updated_at in zip(*columns):
-        if kind == "annotation":
-            by_task.setdefault(task_id, []).append(Annotation(
-                annotation_id, False, bool(cancelled), bool(ground_truth),
-                orjson.loads(completed_by) if completed_by else None, created_at, updated_at, (), {}))
-    # Classes: labelled regions (boxes, polygons, masks, spans, …); keypoints name parts, choices are not regions.
-    types = regions.column("type")
-    classed = regions.filter(pc.and_(pc.and_(pc.equal(regions.column("kind"), "annotation"),
-                                             pc.ends_with(types, "labels")),
-                                     pc.and_(pc.not_equal(types, "keypointlabels"),
-                                             pc.greater(pc.list_value_length(regions.column("labels")), 0))))
-    labels: dict[tuple[int, int], list[str]] = {}
-    for task_id, annotation_id, label in zip(classed.column("task_id").to_pylist(),
-                                             classed.column("annotation_id").to_pylist(),
-                                             pc.list_element(classed.column("labels"), 0).to_pylist()):
-        labels.setdefault((task_id, annotation_id), []).append(label)
-    rows: dict[str, list] = {name: [] for name in TASKS_SCHEMA.names}
-    for task_id, content_hash, image_ref, updated_at in zip(*(tasks.column(n).to_pylist() for n in tasks.column_names)):
-        chosen, _ = select_annotations(Task(task_id, {}, tuple(by_task.get(task_id, ())), (), updated_at, {}), policy)
-        chosen = contributing(chosen)  # a consensus's lineage is every annotation merged into it
-        rows["task_id"].append(task_id)
-        rows["split"].append(None)
-        rows["content_hash"].append(content_hash)
-        rows["image_ref"].append(image_ref)
-        rows["updated_at"].append(updated_at)
-        rows["labels"].append([label for a in chosen if a.id is not None for label in labels.get((task_id, a.id), ())])
-        rows["annotations"].append([{"id": a.id, "annotator": annotator_of(a.completed_by), "updated_at": a.updated_at,
-                                     "ground_truth": a.ground_truth} for a in chosen])
-    return pa.table(rows, schema=TASKS_SCHEMA)
+    regions = _RowsByTask(store_dir / "regions.parquet", ["task_id", "annotation_id", "kind", "type", "labels"],
+                          _classed_regions)
+    batches = []
+    for batch in tasks.iter_batches(batch_size=_LINEAGE_BATCH,
+                                    columns=["task_id", "content_hash", "image_ref", "updated_at"]):
+        rows: dict[str, list] = {name: [] for name in TASKS_SCHEMA.names}
+        for task_id, content_hash, image_ref, updated_at in zip(*(c.to_pylist() for c in batch.columns)):
+            chosen_from = [Annotation(annotation_id, False, bool(cancelled), bool(ground_truth),
+                                      orjson.loads(completed_by) if completed_by else None, created_at,
+                                      annotation_updated, (), {})
+                           for _, annotation_id, kind, cancelled, ground_truth, completed_by, created_at,
+                           annotation_updated in annotations.take(task_id) if kind == "annotation"]
+            labels: dict[int, list[str]] = {}
+            for _, annotation_id, label in regions.take(task_id):
+                labels.setdefault(annotation_id, []).append(label)
+            chosen, _ = select_annotations(Task(task_id, {}, tuple(chosen_from), (), updated_at, {}), policy)
+            chosen = contributing(chosen)  # a consensus's lineage is every annotation merged into it
+            rows["task_id"].append(task_id)
+            rows["split"].append(None)
+            rows["content_hash"].append(content_hash)
+            rows["image_ref"].append(image_ref)
+            rows["updated_at"].append(updated_at)
+            rows["labels"].append([label for a in chosen if a.id is not None for label in labels.get(a.id, ())])
+            rows["annotations"].append([{"id": a.id, "annotator": annotator_of(a.completed_by),
+                                         "updated_at": a.updated_at, "ground_truth": a.ground_truth} for a in chosen])
+        batches.append(pa.table(rows, schema=TASKS_SCHEMA))
+    if not (annotations.exhausted() and regions.exhausted()):
+        raise ValueError(f"{store_dir}: annotation or region rows are not grouped in the order of the tasks")
+    return pa.concat_tables(batches).combine_chunks() if batches else TASKS_SCHEMA.empty_table()
 
 
 def with_splits(tasks: pa.Table, format_name: str) -> pa.Table:
@@ -152,7 +201,7 @@ def describer(versions_root: Path, facts: BuildFacts, tasks: pa.Table, media: Me
             changes = None
             previous_tasks = versions_root / format_name / (previous or "") / TASKS_FILE
             if previous is not None and previous_tasks.is_file():
-                changes = diff_tables(pq.read_table(previous_tasks), format_tasks).counts()
+                changes = diff_counts(previous_tasks, format_tasks)
             report = orjson.loads((folder / "lsflow_report.json").read_bytes())
             manifest = {
                 "version": version, "format": format_name, "created_at": datetime.now(UTC).isoformat(),
@@ -281,6 +330,54 @@ def diff_tables(before: pa.Table, after: pa.Table) -> VersionDiff:
                 a = now[annotation_id]
                 diff.annotations_edited.append(AnnotationChange(task_id, annotation_id, a["annotator"], a["updated_at"]))
     return diff
+
+
+def _rows_in_id_order(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[int, str, list[dict]]]:
+    """(task id, content hash, annotations) a batch at a time; stops with ValueError if ids do not grow."""
+    last = None
+    for batch in batches:
+        for task_id, content_hash, task_annotations in zip(*(column.to_pylist() for column in batch.columns)):
+            if last is not None and task_id <= last:
+                raise ValueError("task ids not in ascending order")
+            last = task_id
+            yield task_id, content_hash, task_annotations
+
+
+def diff_counts(previous_tasks: Path, tasks: pa.Table) -> dict[str, int]:
+    """`diff_tables(previous, tasks).counts()`, walking both task tables side by side in id order a batch at
+    a time (a million-task version's table is never turned into Python rows at once)."""
+    columns = ["task_id", "content_hash", "annotations"]
+    try:
+        return _walk_counts(
+            _rows_in_id_order(pq.ParquetFile(previous_tasks).iter_batches(batch_size=_LINEAGE_BATCH, columns=columns)),
+            _rows_in_id_order(iter(tasks.select(columns).to_batches(max_chunksize=_LINEAGE_BATCH))))
+    except ValueError:  # not in id order (a store of unsorted ids): compared whole
+        return diff_tables(pq.read_table(previous_tasks), tasks).counts()
+
+
+def _walk_counts(old_rows: Iterator[tuple[int, str, list[dict]]],
+                 new_rows: Iterator[tuple[int, str, list[dict]]]) -> dict[str, int]:
+    counts = dict.fromkeys(("tasks_added", "tasks_removed", "tasks_changed", "annotations_added",
+                            "annotations_removed", "annotations_edited"), 0)
+    old, new = next(old_rows, None), next(new_rows, None)
+    while old is not None or new is not None:
+        if new is None or (old is not None and old[0] < new[0]):
+            counts["tasks_removed"] += 1
+            counts["annotations_removed"] += len({a["id"] for a in old[2]})  # type: ignore[index]
+            old = next(old_rows, None)
+        elif old is None or new[0] < old[0]:
+            counts["tasks_added"] += 1
+            counts["annotations_added"] += len({a["id"] for a in new[2]})
+            new = next(new_rows, None)
+        else:
+            counts["tasks_changed"] += old[1] != new[1]
+            was = {a["id"]: a["updated_at"] for a in old[2]}
+            now = {a["id"]: a["updated_at"] for a in new[2]}
+            counts["annotations_added"] += len(now.keys() - was.keys())
+            counts["annotations_removed"] += len(was.keys() - now.keys())
+            counts["annotations_edited"] += sum(1 for a in now.keys() & was.keys() if was[a] != now[a])
+            old, new = next(old_rows, None), next(new_rows, None)
+    return counts
 
 
 def diff_versions(layout: ProjectLayout, format_name: str, first: str, second: str) -> VersionDiff:
