@@ -32,6 +32,12 @@ log = logging.getLogger(__name__)
 
 TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
 DELETION_REQUESTS = 4  # at once, while looking for deleted tasks
+# The `Server` header of Django's development server, which `label-studio start` runs. It answers a
+# kept-alive request ~40 ms late (headers and body go out in two writes, the second held until the
+# client's delayed ACK), while a new loopback connection costs well under a millisecond: so the
+# deletion check's many small requests close their connection on that server (8.4 → see
+# benchmarks/deletion_listing.py).
+DEVELOPMENT_SERVER = "WSGIServer/"
 DOWNLOAD_CHUNK = 1 << 20
 LEGACY_DISABLED_HINT = "legacy token authentication has been disabled"
 # Enterprise may say why a snapshot failed in one of these fields; the Community Edition never does.
@@ -157,6 +163,10 @@ class LabelStudioSource:
         self.options = options
         self.timing = timing
         self.progress = progress
+        self._development_server = False
+        if httpx_client is None:
+            httpx_client = httpx.Client(timeout=timing.request_timeout)  # what the SDK would make
+        httpx_client.event_hooks["response"].append(self._note_server)
         try:
             # Retries are ours (the SDK would also retry 500s and a snapshot creation that timed out).
             self.client = LabelStudio(base_url=self.url, api_key=api_key, timeout=timing.request_timeout,
@@ -166,6 +176,9 @@ class LabelStudioSource:
 
     def describe(self) -> str:
         return f"label_studio:{self.url}"
+
+    def _note_server(self, response: httpx.Response) -> None:
+        self._development_server = response.headers.get("server", "").startswith(DEVELOPMENT_SERVER)
 
     # --- projects -----------------------------------------------------------------------------------
 
@@ -193,22 +206,38 @@ class LabelStudioSource:
         took 17 s (Label Studio loads each listed task's annotations)."""
         pid = _project_number(project_id)
 
-        def tasks_between(low: int, high: int, page_size: int):
+        def tasks_between(low: int, high: int, page_size: int, page: int = 1):
+            """A page of the tasks with ids in [low, high], in id order; None for a page past their end."""
             query = orjson.dumps({"filters": {"conjunction": "and", "items": [
                 {"filter": "filter:tasks:id", "operator": "in", "type": "Number", "value": {"min": low, "max": high}},
-            ]}}).decode()
-            return self._call(f"count the tasks of project {pid} with ids {low}-{high}",
-                              lambda: self.client.tasks.list(project=pid, include="id", page_size=page_size, query=query),
-                              project_id=pid)
+            ]}, "ordering": ["tasks:id"]}).decode()
+            options = {"additional_headers": {"Connection": "close"}} if self._development_server else None
 
-        def count_between(low: int, high: int) -> int:
-            return tasks_between(low, high, 1).response.total
+            def request():
+                try:
+                    return self.client.tasks.list(project=pid, include="id", page_size=page_size, page=page,
+                                                  query=query, request_options=options)
+                except ApiError as error:
+                    if page > 1 and error.status_code == 404:
+                        return None
+                    raise
+            return self._call(f"count the tasks of project {pid} with ids {low}-{high}", request, project_id=pid)
+
+        def probe(low: int, high: int, rank: int | None) -> tuple[int, int | None]:
+            """The count of the range, and the id at `rank` (a page of one task, in id order)."""
+            if rank is not None:
+                answer = tasks_between(low, high, 1, rank + 1)
+                if answer is not None:
+                    return answer.response.total, answer.items[0].id if answer.items else None
+            return tasks_between(low, high, 1).response.total, None  # past the range's end: the count alone
 
         def ids_between(low: int, high: int) -> list[int]:
-            return [task.id for task in tasks_between(low, high, LIST_BELOW)]
+            # One page holds them all (a range is listed only when it has at most LIST_BELOW tasks): iterating
+            # the pager would ask for the next page too, a request answered 404.
+            return [task.id for task in tasks_between(low, high, LIST_BELOW).items or ()]
 
         with ThreadPoolExecutor(DELETION_REQUESTS) as pool:
-            return find_deleted(known_ids, count_between, ids_between, pool.submit)
+            return find_deleted(known_ids, probe, ids_between, pool.submit)
 
     def take_snapshot(self, project_id: str, destination: Path, changed_since: str | None = None,
                       store_dir: Path | None = None) -> Snapshot:
