@@ -579,24 +579,8 @@ def review(export_file: Path | None, out_dir: Path | None, export_path: Path | N
     WER). Writes review.json, a README.md report and its pictures."""
     from lsflow.project.review import REPORT_FILE, review_export, review_project
 
-    if (export_file is None) == (export_path is None) or (export_path is None) != (project_id is None):
-        raise click.UsageError("give an EXPORT_FILE, or --path and --project")
-    if export_path is not None and out_dir is not None:
-        raise click.UsageError("--out is for an export file; with --path the review goes to the project's review/")
-    try:
-        if export_file is not None:
-            out = out_dir or Path("review")
-            result = review_export(export_file, out)
-        else:
-            assert export_path is not None and project_id is not None
-            layout = ProjectLayout.for_export_path(export_path, project_id)
-            if not layout.store_dir.is_dir():
-                raise click.ClickException(f"project {project_id}: no store in {layout.project_dir} (run "
-                                           f"`lsflow export {project_id} FORMAT --path {export_path}` first)")
-            result = review_project(layout)
-            out = layout.review_dir
-    except (ExportFormatError, ValueError) as error:
-        raise click.ClickException(str(error)) from None
+    result, out = _file_or_store("review", export_file, out_dir, export_path, project_id,
+                                 review_export, review_project, lambda layout: layout.review_dir)
     for version in result["model_versions"]:
         lineage, quality = version["lineage"], version["quality"]
         edits = ", ".join(f"{name.replace('_', ' ')} {lineage[name]}" for name in
@@ -627,6 +611,30 @@ def _score(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _file_or_store(report: str, export_file: Path | None, out_dir: Path | None, export_path: Path | None,
+                   project_id: str | None, of_file: Callable[[Path, Path], dict[str, Any]],
+                   of_project: Callable[[ProjectLayout], dict[str, Any]],
+                   folder: Callable[[ProjectLayout], Path]) -> tuple[dict[str, Any], Path]:
+    """A report (`lsflow review`, `lsflow agreement`) of an export file into --out (default ./<report>), or
+    of the store of an `lsflow export --path` folder's project into its folder there; and where it went."""
+    if (export_file is None) == (export_path is None) or (export_path is None) != (project_id is None):
+        raise click.UsageError("give an EXPORT_FILE, or --path and --project")
+    if export_path is not None and out_dir is not None:
+        raise click.UsageError(f"--out is for an export file; with --path the report goes to the project's {report}/")
+    try:
+        if export_file is not None:
+            out = out_dir or Path(report)
+            return of_file(export_file, out), out
+        assert export_path is not None and project_id is not None
+        layout = ProjectLayout.for_export_path(export_path, project_id)
+        if not layout.store_dir.is_dir():
+            raise click.ClickException(f"project {project_id}: no store in {layout.project_dir} (run "
+                                       f"`lsflow export {project_id} FORMAT --path {export_path}` first)")
+        return of_project(layout), folder(layout)
+    except (ExportFormatError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+
+
 
 # --- lsflow agreement --------------------------------------------------------------------------------
 
@@ -646,24 +654,8 @@ def agreement_command(export_file: Path | None, out_dir: Path | None, export_pat
     Writes agreement.json and a README.md report."""
     from lsflow.project.agreement import REPORT_FILE, agreement_export, agreement_project, number
 
-    if (export_file is None) == (export_path is None) or (export_path is None) != (project_id is None):
-        raise click.UsageError("give an EXPORT_FILE, or --path and --project")
-    if export_path is not None and out_dir is not None:
-        raise click.UsageError("--out is for an export file; with --path the report goes to the project's agreement/")
-    try:
-        if export_file is not None:
-            out = out_dir or Path("agreement")
-            result = agreement_export(export_file, out)
-        else:
-            assert export_path is not None and project_id is not None
-            layout = ProjectLayout.for_export_path(export_path, project_id)
-            if not layout.store_dir.is_dir():
-                raise click.ClickException(f"project {project_id}: no store in {layout.project_dir} (run "
-                                           f"`lsflow export {project_id} FORMAT --path {export_path}` first)")
-            result = agreement_project(layout)
-            out = layout.agreement_dir
-    except (ExportFormatError, ValueError) as error:
-        raise click.ClickException(str(error)) from None
+    result, out = _file_or_store("agreement", export_file, out_dir, export_path, project_id,
+                                 agreement_export, agreement_project, lambda layout: layout.agreement_dir)
     regions = result["regions"]
     click.echo(f"{result['tasks_compared']} of {result['tasks']} tasks annotated by two or more annotators; "
                f"region F1 {number(regions['overall']['f1'])}")

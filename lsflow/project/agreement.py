@@ -10,7 +10,6 @@ What each number means and how it is computed: docs/compare.md, "Agreement".
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,9 @@ from typing import Any
 import orjson
 
 from lsflow.core.compare.agreement import agreement
-from lsflow.core.incremental.store import iter_store_entries
 from lsflow.core.model.entries import TaskEntry
-from lsflow.core.pipeline.publish import publish_directory
 from lsflow.project.layout import ProjectLayout
-from lsflow.project.lock import project_lock
-from lsflow.sources.export_file import iter_export_entries
+from lsflow.project.reports import report_of_export, report_of_project
 
 AGREEMENT_FILE = "agreement.json"
 REPORT_FILE = "README.md"
@@ -32,34 +28,21 @@ LEAST_AGREEING_TASKS = 20  # in the markdown report; agreement.json lists every 
 
 def agreement_project(layout: ProjectLayout) -> dict[str, Any]:
     """Agreement over the project's normalized store, into `layout.agreement_dir`; the result."""
-    with project_lock(layout):
-        result = _agreement(iter_store_entries(layout.store_dir))
-        _publish(result, layout.agreement_dir, layout.staging_dir("agreement"), f"project {layout.project_id}")
-    return result
+    return report_of_project(layout, _agreement, write_agreement, layout.agreement_dir, "agreement")
 
 
 def agreement_export(export_file: Path, out_dir: Path) -> dict[str, Any]:
     """Agreement over a Label Studio JSON export, into `out_dir`; the result."""
-    result = _agreement(iter_export_entries(export_file, None))
-    _publish(result, out_dir, out_dir.parent / f".staging-{out_dir.name}", export_file.name)
-    return result
+    return report_of_export(export_file, out_dir, _agreement, write_agreement)
 
 
 def _agreement(entries: Iterator[TaskEntry]) -> dict[str, Any]:
     return agreement((entry.parsed(), entry.image_size) for entry in entries).as_dict()
 
 
-def _publish(result: dict[str, Any], destination: Path, staging: Path, title: str) -> None:
-    """Write into `staging`, then move it into place: a reader never sees half a report."""
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        (staging / AGREEMENT_FILE).write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-        (staging / REPORT_FILE).write_text(markdown(result, title), encoding="utf-8")
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        publish_directory(staging, destination, keep_unchanged=False)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+def write_agreement(result: dict[str, Any], folder: Path, title: str) -> None:
+    (folder / AGREEMENT_FILE).write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    (folder / REPORT_FILE).write_text(markdown(result, title), encoding="utf-8")
 
 
 def markdown(result: dict[str, Any], title: str) -> str:

@@ -13,7 +13,6 @@ What each number means and how it is computed: docs/compare.md, "Prediction revi
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,13 +21,10 @@ import orjson
 from PIL import Image, ImageDraw
 
 from lsflow.core.compare.review import ReviewBuilder
-from lsflow.core.incremental.store import iter_store_entries
 from lsflow.core.model.entries import TaskEntry
-from lsflow.core.pipeline.publish import publish_directory
 from lsflow.project.card import PALETTE, _fit, _font, _save_png, _text_width, class_colours
 from lsflow.project.layout import ProjectLayout
-from lsflow.project.lock import project_lock
-from lsflow.sources.export_file import iter_export_entries
+from lsflow.project.reports import report_of_export, report_of_project
 
 REVIEW_FILE = "review.json"
 REPORT_FILE = "README.md"
@@ -36,17 +32,12 @@ REPORT_FILE = "README.md"
 
 def review_project(layout: ProjectLayout) -> dict[str, Any]:
     """Review the project's normalized store into `layout.review_dir`; the review's result."""
-    with project_lock(layout):
-        result = _review(iter_store_entries(layout.store_dir))
-        _publish(result, layout.review_dir, layout.staging_dir("review"), f"project {layout.project_id}")
-    return result
+    return report_of_project(layout, _review, write_review, layout.review_dir, "review")
 
 
 def review_export(export_file: Path, out_dir: Path) -> dict[str, Any]:
     """Review a Label Studio JSON export into `out_dir`; the review's result."""
-    result = _review(iter_export_entries(export_file, None))
-    _publish(result, out_dir, out_dir.parent / f".staging-{out_dir.name}", export_file.name)
-    return result
+    return report_of_export(export_file, out_dir, _review, write_review)
 
 
 def _review(entries: Iterator[TaskEntry]) -> dict[str, Any]:
@@ -54,18 +45,6 @@ def _review(entries: Iterator[TaskEntry]) -> dict[str, Any]:
     for entry in entries:
         builder.add(entry.parsed(), entry.image_size)
     return builder.result()
-
-
-def _publish(result: dict[str, Any], destination: Path, staging: Path, title: str) -> None:
-    """Write everything into `staging`, then move it into place: a reader never sees half a review."""
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        write_review(result, staging, title)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        publish_directory(staging, destination, keep_unchanged=False)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def write_review(result: dict[str, Any], folder: Path, title: str) -> None:
