@@ -13,22 +13,17 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, Stream, TaskItem, file_stem
-from lsflow.core.formats.shared.segments import SegmentWriter, number
+from lsflow.core.formats.shared.segments import AudioLabelsWriter, SegmentWriter, number
 from lsflow.core.model.media_ref import media_file_name
 from lsflow.core.model.task import Region
 
 RTTM_FILE = "segments.rttm"
 RTTM_FIELDS = 10
-AUDIO_TAGS = frozenset({"audio", "audioplus"})
 
 
-class RttmWriter(SegmentWriter):
+class RttmWriter(AudioLabelsWriter):
     name = "RTTM"
     description = "labeled audio segments as RTTM speaker turns (pyannote's diarization format)"
-    object_tags = AUDIO_TAGS
-    control_tags = frozenset({"labels"})
-    region_types = frozenset({"labels"})
-    elsewhere = "transcriptions go to ASR_MANIFEST"
     streams: ClassVar[dict[str, Stream]] = {**SegmentWriter.streams, "rttm": Stream(RTTM_FILE)}
     checks = (CheckSpec("rttm_rows_valid", "every line has RTTM's 10 fields, a positive duration and no space "
                                            "inside a field"),)
@@ -40,9 +35,7 @@ class RttmWriter(SegmentWriter):
         return found
 
     def write(self, item: TaskItem) -> None:
-        config = self.context.label_config
-        key = next((o.data_key for o in config.objects if o.tag in AUDIO_TAGS), None) if config else None
-        reference = item.task.data.get(key or "audio")
+        reference = item.task.data.get(self.audio_key())
         stem = file_stem(media_file_name(reference) or "audio") if isinstance(reference, str) else "audio"
         uri = f"{stem}__task{item.task.id}".replace(" ", "_")
         for segment in self.segments(item):

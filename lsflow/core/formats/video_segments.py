@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import orjson
 
 from lsflow.core.formats.base import Stream, TaskItem
-from lsflow.core.formats.shared.segments import SegmentWriter, csv_row, number
+from lsflow.core.formats.shared.segments import SegmentWriter, csv_row, number, table_streams
 from lsflow.core.formats.shared.video import label_studio_fps, video_key
 from lsflow.core.model.task import Region
 
@@ -27,11 +27,7 @@ class VideoSegmentsWriter(SegmentWriter):
     control_tags = frozenset({"timelinelabels"})
     region_types = frozenset({"timelinelabels"})
     elsewhere = "VideoRectangle tracks go to MOT and YOLO_VIDEO"
-    streams: ClassVar[dict[str, Stream]] = {
-        **SegmentWriter.streams,
-        "csv": Stream("segments.csv", header=",".join(COLUMNS).encode() + b"\n"),
-        "json": Stream("segments.jsonl"),
-    }
+    streams: ClassVar[dict[str, Stream]] = table_streams(COLUMNS)
 
     def ranges(self, region: Region) -> list[tuple[Any, Any, dict[str, Any]]] | str:
         ranges = region.value.get("ranges")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar, NamedTuple
 
-from lsflow.core.formats.base import DatasetWriter, TaskItem
+from lsflow.core.formats.base import DatasetWriter, Stream, TaskItem
 from lsflow.core.model.task import Annotation, Region
 
 
@@ -80,3 +80,24 @@ class SegmentWriter(DatasetWriter):
         if end < start:
             return f"segment ends ({end:g}) before it starts ({start:g})"
         return [(start, end, {})]
+
+
+def table_streams(columns: tuple[str, ...]) -> dict[str, Stream]:
+    """A segment table as `segments.csv` (a header of `columns`) and as `segments.jsonl`."""
+    return {**SegmentWriter.streams, "csv": Stream("segments.csv", header=",".join(columns).encode() + b"\n"),
+            "json": Stream("segments.jsonl")}
+
+
+class AudioLabelsWriter(SegmentWriter):
+    """The formats of `<Labels>` segments on an `<Audio>`."""
+
+    object_tags = frozenset({"audio", "audioplus"})
+    control_tags = frozenset({"labels"})
+    region_types = frozenset({"labels"})
+    elsewhere = "transcriptions go to ASR_MANIFEST"
+
+    def audio_key(self) -> str:
+        """The task `data` key of the project's audio (the label config's `<Audio value="$...">`)."""
+        config = self.context.label_config
+        found = next((o.data_key for o in config.objects if o.tag in self.object_tags), None) if config else None
+        return found or "audio"
