@@ -10,7 +10,8 @@ finished directory back, the way a user's training code would.
 
 Because a task's share depends on nothing but the task and the context (for `per_task` writers),
 tasks can be written by several processes at once, and an unchanged task's share can be kept from
-the previous export instead of being made again.
+the previous export instead of being made again. A `media_keyed` writer's share also depends on the
+task's media files (`media_references`): it is kept while the task and those files are unchanged.
 """
 
 from __future__ import annotations
@@ -168,9 +169,13 @@ class DatasetWriter(ABC):
     # the Dagster asset then fetch all media concurrently before the single pass over the tasks.
     reads_media: ClassVar[bool] = False
     # True when a task's output depends on nothing but the task and the export context: tasks may
-    # then be written by several processes, and an unchanged task's output reused by the next export.
-    # Writers that number across tasks, batch tasks into files or read media are not.
+    # then be written by several processes (and in shards), and an unchanged task's output reused by
+    # the next export. Writers that number across tasks, batch tasks into files or read media are not.
     per_task: ClassVar[bool] = True
+    # True (with per_task False) when a task's output depends on the task, the context and the files
+    # of the task's `media_references` alone: an unchanged task's output is reused while each of those
+    # files has the size and mtime it had when the output was made. Written in this process only.
+    media_keyed: ClassVar[bool] = False
     # The format's aggregate files, by the name `append` knows them; every format has the drop log.
     streams: ClassVar[dict[str, Stream]] = {"dropped": Stream(DROPPED_FILE)}
     # The options this writer reads from `context.options`: name → what it does (shown by the CLI).
@@ -192,6 +197,11 @@ class DatasetWriter(ABC):
                 names = "/".join(sorted(wanted))
                 return f"{cls.name} needs a label config with a <{names}> {kind} tag"
         return None
+
+    @classmethod
+    def media_references(cls, data: dict[str, Any], context: ExportContext) -> tuple[str, ...]:
+        """The references, in a task's `data`, of every media file a `media_keyed` writer reads for it."""
+        return ()
 
     def __init__(self, out_dir: Path, context: ExportContext, report: RegionReport):
         self.out_dir = out_dir

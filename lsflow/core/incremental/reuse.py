@@ -7,7 +7,8 @@ else a task's output depends on — lsflow's code, the format, label config, cla
 and the size and mtime of each stream file the spans point into) and the working streams that are
 not part of the dataset (COCO's `.annotations.part`, CSV's `.rows.jsonl`). A task's output is reused
 only when its key (content hash, image file name, image size) and the fingerprint are the same, and
-the stream files are those the spans were recorded in.
+the stream files are those the spans were recorded in. A media-keyed format's key (`media_task_key`)
+also names each media file the task's output was made from, with its size and mtime.
 
 Unchanged tasks come in long runs of consecutive rows, and a run is reused as a whole: one copy per
 stream, its accounts added up and its index rows carried over in a few vectorized operations.
@@ -61,7 +62,7 @@ def _code_digest() -> str:
 
 
 def fingerprint(format_name: str, context: ExportContext, policy: AnnotationPolicy) -> str:
-    """Everything but the task a task's output depends on (media aside: those formats keep nothing)."""
+    """Everything but the task (and, for media-keyed formats, its media files) a task's output depends on."""
     return hashlib.sha256(orjson.dumps([
         _code_digest(), format_name, repr(context.label_config), context.classes.names_by_id,
         context.keypoint_names, context.project_id, context.image_key, sorted(context.options.items()), str(policy),
@@ -71,6 +72,12 @@ def fingerprint(format_name: str, context: ExportContext, policy: AnnotationPoli
 def task_key(content_hash: str, file_name: str, image_size: ImageSize | None) -> bytes:
     size = f"{image_size.width}x{image_size.height}" if image_size else "-"
     return hashlib.blake2b(f"{content_hash}\0{file_name}\0{size}".encode(), digest_size=16).digest()
+
+
+def media_task_key(key: bytes, files: list[tuple[str, int, int]]) -> bytes:
+    """The task's key and, per media file its output is made from, (reference, size, mtime in ns):
+    a file replaced under the same reference (re-uploaded, re-downloaded) gives another key."""
+    return hashlib.blake2b(key + orjson.dumps(files), digest_size=16).digest()
 
 
 class PreviousOutputs:

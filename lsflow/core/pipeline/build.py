@@ -113,7 +113,7 @@ class FormatBuild:
         self.writer.prepare()
         for stream, spec in self.streams.items():
             self.sinks[stream] = StreamSink(self.out_dir / spec.file, spec)
-        if reuse_dir is not None and self.writer_class.per_task:
+        if reuse_dir is not None and (self.writer_class.per_task or self.writer_class.media_keyed):
             self._reuse_dir = reuse_dir / name
             depends_on = fingerprint(name, context, policy)
             self.previous = PreviousOutputs.open(self._reuse_dir, depends_on, self.streams, self.destination, name)

@@ -1,21 +1,26 @@
 """An export pass: every task read once, named, and handed to every format's build in batches.
 
-Per task and format the pass decides: reuse the previous export's output (an unchanged task), write it
-here, or send it to the forked workers (`lsflow.core.pipeline.parallel`) once the pass has written
-enough tasks to be worth them. A batch's outputs are put in place format by format, in task order.
+Per task and format the pass decides: reuse the previous export's output (an unchanged task; for a
+media-keyed format, with its media files unchanged too), write it here, or send it to the forked
+workers (`lsflow.core.pipeline.parallel`) once the pass has written enough tasks to be worth them.
+A batch's outputs are put in place format by format, in task order.
 """
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from multiprocessing.pool import AsyncResult
+from typing import Any
 
-from lsflow.core.formats.base import ExportContext, TaskItem, TaskOutput
-from lsflow.core.incremental.reuse import task_key
+import orjson
+
+from lsflow.core.formats.base import DatasetWriter, ExportContext, TaskItem, TaskOutput
+from lsflow.core.incremental.reuse import media_task_key, task_key
 from lsflow.core.model.entries import TaskEntry, entry_of
 from lsflow.core.model.media_files import image_size
 from lsflow.core.model.selection import AnnotationPolicy
@@ -40,6 +45,8 @@ class Batch:
     job_tasks: list[int] | None = None  # the batch's task each job is
     links: dict[int, Future] = field(default_factory=dict)  # per format: the tasks whose files could not be linked
     names: list[tuple[str, ImageSize | None]] = field(default_factory=list)  # per task: file name, image size
+    # Per task, the media-keyed formats' own keys (build index → key; None: a media file is missing).
+    media_keys: list[dict[int, bytes | None]] = field(default_factory=list)
 
 
 class Pass:
@@ -52,6 +59,9 @@ class Pass:
         self.latest_change = ""
         self.pool: TaskWriterPool | None = None
         self.pooled = {index for index, build in enumerate(builds) if build.writer_class.per_task}
+        # Formats that reuse by the task's key and its media files' size and mtime (never pooled).
+        self.media_keyed = {index for index, build in enumerate(builds)
+                            if build.writer_class.media_keyed and build.recorder is not None}
         self.written_here = 0  # tasks written in this process
         self.tasks_seen = 0
         # Hard links of reused files are made meanwhile: a system call each, waiting on the disk.
@@ -114,10 +124,14 @@ class Pass:
                 self.latest_change = entry.updated_at
             key = task_key(entry.content_hash, name, size) if entry.content_hash is not None else None
             outputs: dict[int, TaskOutput | Reused] = {}
+            media_keys: dict[int, bytes | None] = {}
             pooled, here = [], []
             task = len(batch.outputs)
             for index, build in enumerate(self.builds):
-                row = build.reusable(entry, key) if key is not None else None
+                format_key = key
+                if key is not None and index in self.media_keyed:
+                    format_key = media_keys[index] = self._media_key(entry, key, build.writer_class)
+                row = build.reusable(entry, format_key) if format_key is not None else None
                 if row is not None:
                     outputs[index] = row
                     reused.setdefault(index, []).append((task, row.row))
@@ -139,6 +153,7 @@ class Pass:
             batch.entries.append((entry, key))
             batch.outputs.append(outputs)
             batch.names.append((name, size))
+            batch.media_keys.append(media_keys)
         for index, tasks_and_rows in reused.items():
             links = self.builds[index].links(tasks_and_rows)
             if links:
@@ -179,7 +194,7 @@ class Pass:
                 for _, first_row, count in runs(kept):
                     build.put_kept(first_row, count)
                 kept = []
-                build.put(entry.id, key, output)
+                build.put(entry.id, batch.media_keys[task].get(index, key), output)
             for _, first_row, count in runs(kept):
                 build.put_kept(first_row, count)
 
@@ -194,6 +209,28 @@ class Pass:
             formats = [(build.name, build.out_dir) for build in self.builds]
             keeping = frozenset(index for index, build in enumerate(self.builds) if build.recorder is not None)
             self.pool = TaskWriterPool(formats, self.context, self.policy, keeping, self.workers)
+
+    def _media_key(self, entry: TaskEntry, key: bytes, writer: type[DatasetWriter]) -> bytes | None:
+        """The task's key for a media-keyed format: with the size and mtime of each media file the writer
+        reads for it, taken before the writer reads them. None when a file cannot be had: the task is
+        written (its regions dropped saying so) and not kept."""
+        if entry.task is not None:
+            data = entry.task.data
+        else:
+            if entry.value is None:  # parsed here once; the task is built from it if it is written
+                entry.value = orjson.loads(entry.raw)  # type: ignore[arg-type]  # an entry has a task, value or raw
+            data = entry.value["data"]
+        files: list[Any] = []
+        for reference in writer.media_references(data, self.context):
+            local = self.context.media.local_path(reference) if self.context.media is not None else None
+            try:
+                status = os.stat(local) if local is not None else None
+            except OSError:
+                status = None
+            if status is None:
+                return None
+            files.append((reference, status.st_size, status.st_mtime_ns))
+        return media_task_key(key, files)
 
     def _size_from_media(self, image_ref: str | None) -> ImageSize | None:
         """The image size read from the image itself, for tasks none of whose regions carries it."""

@@ -190,15 +190,22 @@ class VideoTrackWriter(VisionWriter):
     object_tags = frozenset({"video"})
     control_tags = frozenset({"videorectangle"})
     reads_media = True
-    per_task = False  # the boxes' pixels and frames come from the video file, which can change alone
+    per_task = False  # the boxes' pixels and frames come from the video file, which can change alone:
+    media_keyed = True  # reused only while the task and its video file are unchanged
     option_help: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def media_references(cls, data: dict[str, Any], context: ExportContext) -> tuple[str, ...]:
+        reference = data.get(video_key(context))
+        return (reference,) if isinstance(reference, str) else ()  # else no file is read: the task is skipped
 
     def task_video(self, item: TaskItem) -> TaskVideo | None:
         """The task's video, probed; None after dropping the task's regions with the reason."""
-        reference = item.task.data.get(video_key(self.context))
+        references = self.media_references(item.task.data, self.context)  # the files its reuse key names
+        reference = references[0] if references else None
         media = self.context.media
-        path = media.local_path(reference) if isinstance(reference, str) and media is not None else None
-        if path is None or not isinstance(reference, str):
+        path = media.local_path(reference) if reference is not None and media is not None else None
+        if path is None or reference is None:
             self.skip_task(item, VIDEO_NOT_AVAILABLE)
             return None
         try:
