@@ -40,7 +40,7 @@ from lsflow.core.pipeline.versions import (
     MANIFEST_FILE,
     TASKS_FILE,
     Describe,
-    FileDigest,
+    FilesSummary,
     apply_retention,
     current_version,
     read_pins,
@@ -196,7 +196,7 @@ def describer(versions_root: Path, facts: BuildFacts, tasks: pa.Table, media: Me
     def for_format(format_name: str) -> Describe:
         format_tasks = with_splits(tasks, format_name)
 
-        def describe(folder: Path, version: str, previous: str | None, files: dict[str, FileDigest]) -> None:
+        def describe(folder: Path, version: str, previous: str | None, files: FilesSummary) -> None:
             pq.write_table(format_tasks, folder / TASKS_FILE)
             changes = None
             previous_tasks = versions_root / format_name / (previous or "") / TASKS_FILE
@@ -211,8 +211,8 @@ def describer(versions_root: Path, facts: BuildFacts, tasks: pa.Table, media: Me
                 "label_config_sha256": facts.label_config_sha256, "lsflow_version": __version__,
                 "options": facts.options, "annotation_policy": facts.annotation_policy,
                 "tasks": report["tasks"], "regions_written": report["regions_written"],
-                "regions_dropped": report["regions_dropped"], "files": len(files),
-                "bytes": sum(f.size for f in files.values()), "changes": changes,
+                "regions_dropped": report["regions_dropped"], "files": files.files,
+                "bytes": files.bytes, "changes": changes,
             }
             if write_card is not None:
                 write_card(folder, manifest, format_tasks, media)

@@ -7,6 +7,7 @@ import os
 import shutil
 import stat
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,47 +56,52 @@ def empty_trash(trash: Path) -> None:
 def carry_over_unchanged(new: Path, old: Path | None, ignore: frozenset[str] = frozenset()) -> PublishSummary:
     """Replace each file of `new` whose bytes equal `old`'s file of the same path by a hard link to it.
     Top-level entries named in `ignore` are left out on both sides."""
-    # Plain strings and scandir: a per-task format holds one file per task, and a stat or a pathlib
-    # object for each of them costs more than the comparison itself.
+    # Both trees are walked, each file of one looked up in the other by path: memory stays flat however
+    # many files a dataset has (a per-task format has one per task); the inodes come with the listing.
     if old is None or not old.exists():
         return PublishSummary(_count_files(str(new)), 0, 0)
-    new_files = _files_with_inodes(str(new))
-    old_files = _files_with_inodes(str(old))
-    if ignore:
-        new_files, old_files = ({relative: inode for relative, inode in files.items()
-                                 if relative.split("/", 1)[0] not in ignore} for files in (new_files, old_files))
+    new_root, old_root = str(new), str(old)
     written = kept = 0
-    for relative, inode in new_files.items():
-        if old_files.get(relative) == inode:  # hard-linked from the published copy already
-            kept += 1
+    same: list[str] = []  # linked once the walk is over: a folder being listed is not written to
+    for relative, inode in _walk_files(new_root, ignore):
+        fresh, published = os.path.join(new_root, relative), os.path.join(old_root, relative)
+        try:
+            old_inode = os.stat(published).st_ino
+        except OSError:
+            written += 1
             continue
-        fresh, published = os.path.join(new, relative), os.path.join(old, relative)
-        if relative in old_files and _same_bytes(published, fresh):
-            link = os.path.join(os.path.dirname(fresh), f".{os.path.basename(fresh)}.link")
-            try:
-                os.link(published, link)
-            except OSError:  # a filesystem without hard links: the fresh copy is just as good
-                written += 1
-                continue
-            os.replace(link, fresh)
+        if old_inode == inode:  # hard-linked from the published copy already
             kept += 1
+        elif _same_bytes(published, fresh):
+            same.append(relative)
         else:
             written += 1
-    removed = sum(1 for relative in old_files if relative not in new_files)
+    for relative in same:
+        fresh, published = os.path.join(new_root, relative), os.path.join(old_root, relative)
+        link = os.path.join(os.path.dirname(fresh), f".{os.path.basename(fresh)}.link")
+        try:
+            os.link(published, link)
+        except OSError:  # a filesystem without hard links: the fresh copy is just as good
+            written += 1
+            continue
+        os.replace(link, fresh)
+        kept += 1
+    removed = sum(1 for relative, _ in _walk_files(old_root, ignore)
+                  if not os.path.lexists(os.path.join(new_root, relative)))
     return PublishSummary(written, kept, removed)
 
 
-def _files_with_inodes(root: str, prefix: str = "", files: dict[str, int] | None = None) -> dict[str, int]:
-    """Files under `root` (symlinked folders not followed), relative, with their inode numbers; both
-    come with the directory listing, so this costs no stat per file."""
-    files = {} if files is None else files
+def _walk_files(root: str, ignore: frozenset[str] = frozenset(), prefix: str = "") -> Iterator[tuple[str, int]]:
+    """Files under `root` (symlinked folders not followed), relative, with their inode numbers (both come
+    with the directory listing: no stat per file); top-level entries in `ignore` left out."""
     with os.scandir(root) as entries:
         for entry in entries:
+            if not prefix and entry.name in ignore:
+                continue
             if entry.is_dir(follow_symlinks=False):
-                _files_with_inodes(entry.path, f"{prefix}{entry.name}/", files)
+                yield from _walk_files(entry.path, frozenset(), f"{prefix}{entry.name}/")
             elif entry.is_file():
-                files[prefix + entry.name] = entry.inode()
-    return files
+                yield prefix + entry.name, entry.inode()
 
 
 def _count_files(root: str) -> int:

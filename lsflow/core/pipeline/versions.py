@@ -20,12 +20,13 @@ import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lsflow.core.pipeline.publish import PublishSummary, carry_over_unchanged
@@ -40,6 +41,7 @@ DESCRIPTION = frozenset({MANIFEST_FILE, FILES_FILE, TASKS_FILE, CARD_FILE, CARD_
 PINS_FILE = "pins.json"
 FILES_SCHEMA = pa.schema([("path", pa.string()), ("sha256", pa.string()), ("size", pa.int64())])
 _HASH_CHUNK = 1 << 20
+_DIGEST_BATCH = 65_536
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +60,7 @@ class PublishedVersion:
 
 
 # Describes a version being published, in its staging folder: (folder, version id, previous id, files).
-Describe = Callable[[Path, str, "str | None", dict[str, FileDigest]], None]
+Describe = Callable[[Path, str, "str | None", "FilesSummary"], None]
 
 
 def current_version(stable_path: Path) -> str | None:
@@ -75,18 +77,20 @@ def read_file_digests(version_dir: Path) -> dict[str, FileDigest]:
         table.column("path").to_pylist(), table.column("sha256").to_pylist(), table.column("size").to_pylist())}
 
 
-def write_file_digests(folder: Path, digests: dict[str, FileDigest]) -> None:
-    paths = sorted(digests)
-    table = pa.table([paths, [digests[p].sha256 for p in paths], [digests[p].size for p in paths]],
-                     schema=FILES_SCHEMA)
-    pq.write_table(table, folder / FILES_FILE)
-
-
 def version_id(digests: dict[str, FileDigest]) -> str:
+    """The id of a version with these files (what `_write_digests` computes walking them in path order)."""
     digest = hashlib.sha256()
     for path in sorted(digests):
         digest.update(f"{path}\0{digests[path].sha256}\n".encode())
     return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class FilesSummary:
+    """A version's dataset files, counted (their digests are in its `FILES_FILE`)."""
+
+    files: int
+    bytes: int
 
 
 def publish_version(staging: Path, versions_dir: Path, stable_path: Path, describe: Describe | None = None,
@@ -97,15 +101,12 @@ def publish_version(staging: Path, versions_dir: Path, stable_path: Path, descri
     if previous_dir is not None and not previous_dir.is_dir():
         previous_dir = None
     files = carry_over_unchanged(staging, previous_dir, ignore=DESCRIPTION)
-    known = read_file_digests(previous_dir) if previous_dir is not None else {}
-    digests = _digests(staging, previous_dir, known)
-    version = version_id(digests)
+    version, summary = _write_digests(staging, previous_dir)
     destination = versions_dir / version
     new = not destination.is_dir()
     if new:
         if describe is not None:
-            describe(staging, version, previous, digests)
-        write_file_digests(staging, digests)
+            describe(staging, version, previous, summary)
         versions_dir.mkdir(parents=True, exist_ok=True)
         os.rename(staging, destination)
     else:
@@ -126,30 +127,86 @@ def point(stable_path: Path, version_dir: Path) -> None:
     os.replace(link, stable_path)
 
 
-def _digests(folder: Path, previous_dir: Path | None, known: dict[str, FileDigest]) -> dict[str, FileDigest]:
-    """Every dataset file's sha256; a file hard-linked from the previous version keeps its known digest."""
-    digests = {}
-    previous_inodes = {}
-    if previous_dir is not None and known:
-        for relative in known:
-            try:
-                previous_inodes[relative] = os.stat(previous_dir / relative).st_ino
-            except OSError:
-                continue
-    for root, directories, names in os.walk(folder):
-        relative_root = os.path.relpath(root, folder)
-        if relative_root == ".":
-            directories[:] = [d for d in directories if d not in DESCRIPTION]
-            names = [n for n in names if n not in DESCRIPTION]
-        for name in names:
-            relative = name if relative_root == "." else f"{relative_root}/{name}"
-            path = os.path.join(root, name)
-            status = os.stat(path)
-            if previous_inodes.get(relative) == status.st_ino:
-                digests[relative] = known[relative]
-            else:
-                digests[relative] = FileDigest(_sha256(path), status.st_size)
-    return digests
+def _write_digests(folder: Path, previous_dir: Path | None) -> tuple[str, FilesSummary]:
+    """Every dataset file's sha256 into `folder/FILES_FILE` (sorted by path), and the version id they give.
+
+    A file hard-linked from the previous version keeps the digest that version recorded. Both file lists
+    are walked side by side in path order, a batch at a time: a version of a million files holds its
+    paths as one Arrow column, not as a dictionary of Python objects."""
+    paths, inodes, sizes = _listing(folder)
+    order = pc.sort_indices(paths)
+    paths, inodes, sizes = paths.take(order), inodes.take(order), sizes.take(order)
+    previous_rows = _previous_digests(previous_dir)
+    previous_row = next(previous_rows, None)
+    digest = hashlib.sha256()
+    total = 0
+    with pq.ParquetWriter(folder / FILES_FILE, FILES_SCHEMA) as writer:
+        for start in range(0, len(paths), _DIGEST_BATCH):
+            batch_paths = paths.slice(start, _DIGEST_BATCH).to_pylist()
+            batch_inodes = inodes.slice(start, _DIGEST_BATCH).to_pylist()
+            batch_sizes = sizes.slice(start, _DIGEST_BATCH).to_pylist()
+            shas = []
+            for relative, inode in zip(batch_paths, batch_inodes):
+                while previous_row is not None and previous_row[0] < relative:
+                    previous_row = next(previous_rows, None)
+                sha = None
+                if previous_row is not None and previous_row[0] == relative:
+                    assert previous_dir is not None  # rows come from the previous version
+                    try:
+                        if os.stat(previous_dir / relative).st_ino == inode:
+                            sha = previous_row[1]
+                    except OSError:
+                        pass
+                sha = sha or _sha256(f"{folder}/{relative}")
+                shas.append(sha)
+                digest.update(f"{relative}\0{sha}\n".encode())
+            total += sum(batch_sizes)
+            writer.write_table(pa.table([batch_paths, shas, batch_sizes], schema=FILES_SCHEMA))
+    return digest.hexdigest()[:16], FilesSummary(len(paths), total)
+
+
+def _listing(folder: Path) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """(relative path, inode, size) of every dataset file under `folder`, as Arrow arrays."""
+    chunks: list[tuple[pa.Array, pa.Array, pa.Array]] = []
+    paths: list[str] = []
+    inodes: list[int] = []
+    sizes: list[int] = []
+
+    def flush() -> None:
+        chunks.append((pa.array(paths, pa.string()), pa.array(inodes, pa.uint64()), pa.array(sizes, pa.int64())))
+        paths.clear()
+        inodes.clear()
+        sizes.clear()
+
+    pending = [("", str(folder))]
+    while pending:
+        prefix, directory = pending.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if not prefix and entry.name in DESCRIPTION:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((f"{prefix}{entry.name}/", entry.path))
+                elif entry.is_file():
+                    paths.append(prefix + entry.name)
+                    inodes.append(entry.inode())
+                    sizes.append(entry.stat().st_size)
+                    if len(paths) == _DIGEST_BATCH:
+                        flush()
+    flush()
+    return tuple(pa.concat_arrays([chunk[column] for chunk in chunks]) for column in range(3))
+
+
+def _previous_digests(previous_dir: Path | None) -> Iterator[tuple[str, str]]:
+    """The previous version's (path, sha256) in path order (its file table is written sorted)."""
+    if previous_dir is None:
+        return
+    try:
+        parquet = pq.ParquetFile(previous_dir / FILES_FILE)
+    except (OSError, pa.ArrowException):
+        return
+    for batch in parquet.iter_batches(batch_size=_DIGEST_BATCH, columns=["path", "sha256"]):
+        yield from zip(batch.column(0).to_pylist(), batch.column(1).to_pylist())
 
 
 def _sha256(path: str) -> str:
