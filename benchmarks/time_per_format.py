@@ -17,10 +17,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from lsflow.core import export
 from lsflow.core.formats import WRITERS
 from lsflow.core.model.label_config import LabelConfig
 from lsflow.core.model.task import Task
+from lsflow.core.pipeline import export
 from lsflow.core.pipeline.context import export_context
 from lsflow.core.pipeline.export import export_datasets
 from lsflow.sources.export_file import iter_export_tasks
