@@ -191,10 +191,10 @@ class TimedSource:
     def list_projects(self):
         return self.source.list_projects()
 
-    def take_snapshot(self, project_id, destination, changed_since=None):
+    def take_snapshot(self, project_id, destination, changed_since=None, store_dir=None):
         self.first_byte = None
         started = time.perf_counter()
-        snapshot = self.source.take_snapshot(project_id, destination, changed_since=changed_since)
+        snapshot = self.source.take_snapshot(project_id, destination, changed_since=changed_since, store_dir=store_dir)
         ended = time.perf_counter()
         first_byte = self.first_byte or ended
         self.seconds["server"] += first_byte - started
