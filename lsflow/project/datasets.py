@@ -7,7 +7,7 @@ Dagster `datasets` asset (tasks from the project's store).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lsflow.core.formats import writer_class
@@ -33,6 +33,7 @@ from lsflow.core.pipeline.shards import (
 from lsflow.project.card import write_card
 from lsflow.project.layout import ProjectLayout
 from lsflow.project.lock import project_lock
+from lsflow.project.object_store import ObjectStoreOutput, RemotePublish, publish_remote
 from lsflow.project.snapshot import snapshot_label_config
 from lsflow.project.versions import KEEP_VERSIONS, build_facts, describer, retain, task_lineage
 from lsflow.sources.media import MediaOutcome, MediaResolver, media_keys, media_references
@@ -61,6 +62,8 @@ class DatasetOptions:
     # (`lsflow.core.pipeline.shards`); None: never.
     shard_size: int | None = SHARD_SIZE
     on_shard: Callable[[Shard], None] | None = None  # after each shard's pass (progress)
+    # Project builds: each format's newest version also published there (`lsflow.project.object_store`).
+    object_store: ObjectStoreOutput | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class BuiltDatasets:
     results: dict[str, FormatResult]  # by format, for the formats written
     context: ExportContext  # what the checks read the datasets back with
     not_applicable: dict[str, str]  # format → why the label config cannot fill it
+    remote: dict[str, RemotePublish] = field(default_factory=dict)  # by format, with an object-store output
 
 
 def write_datasets(tasks: Callable[[], Iterable[Task]], entries: Callable[[str | None], Iterator[TaskEntry]],
@@ -120,7 +124,8 @@ def build_datasets(layout: ProjectLayout, formats: list[str], media: MediaResolv
                    settings: DatasetOptions = DatasetOptions()) -> BuiltDatasets:
     """Every format from one pass over the project's store, each published as a new immutable version
     when its content changed (`datasets/<FORMAT>` shows the newest), reusing the output of every task
-    the last build of the same formats already wrote; then the versions beyond `keep_versions` go."""
+    the last build of the same formats already wrote; then the versions beyond `keep_versions` go, and
+    with `object_store` each format's newest version is published there too."""
     with project_lock(layout):
         facts = build_facts(layout, settings.policy, settings.options, settings.label_studio_url)
         tasks = task_lineage(layout.store_dir, settings.policy)
@@ -132,6 +137,11 @@ def build_datasets(layout: ProjectLayout, formats: list[str], media: MediaResolv
                                sharding=project_sharding(layout, settings.shard_size))
         for name in built.results:
             retain(layout, name, settings.keep_versions)
+        if settings.object_store is not None:
+            for name, result in built.results.items():
+                if result.version is not None:
+                    built.remote[name] = publish_remote(layout, settings.object_store, name,
+                                                        result.version.version_id, settings.keep_versions)
         return built
 
 
