@@ -35,7 +35,7 @@ def build_annotator_agreement(names: Names, partitions_def: dg.PartitionsDefinit
     )
     def annotator_agreement(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         settings: DatasetSettings = getattr(context.resources, names.settings)
-        layout = ProjectLayout(Path(settings.output_root), context.partition_key)
+        layout = ProjectLayout(settings.layout_root(), context.partition_key)
         result = agreement_project(layout)
         context.log.info(f"{result['tasks_compared']} of {result['tasks']} tasks compared; region F1 "
                          f"{result['regions']['overall']['f1']}")

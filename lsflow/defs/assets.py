@@ -6,7 +6,6 @@ standalone code location's.
 """
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import dagster as dg
 
@@ -30,7 +29,7 @@ LABEL_STUDIO_POOL = "label_studio"
 
 
 def _layout(context: dg.AssetExecutionContext, settings: DatasetSettings) -> ProjectLayout:
-    return ProjectLayout(Path(settings.output_root), context.partition_key)
+    return ProjectLayout(settings.layout_root(), context.partition_key)
 
 
 class SnapshotConfig(dg.Config):
@@ -165,7 +164,8 @@ def _build_formats(context: dg.AssetExecutionContext, settings: DatasetSettings,
         built = build_datasets(layout, selected, media, DatasetOptions(
             policy=settings.policy(), options=settings.writer_options, workers=settings.workers,
             write_inapplicable=False, on_not_applicable=skipped, keep_versions=settings.keep_versions,
-            label_studio_url=task_source.server_url()))
+            label_studio_url=task_source.server_url(), shard_size=settings.shard_size,
+            object_store=settings.object_store()))
     snapshot_id = read_manifest(layout.store_dir).get("snapshot_id") or ""
     media_counts = media_metadata(context.log, media)
     for name, result in built.results.items():
@@ -190,6 +190,8 @@ def _build_formats(context: dg.AssetExecutionContext, settings: DatasetSettings,
                 "files_written": result.files.files_written,
                 "files_unchanged": result.files.files_kept,
                 "files_removed": result.files.files_removed,
+                **({"published_to": f"{settings.output_root.rstrip('/')}/project-{context.partition_key}/"
+                                    f"versions/{name}/{version.version_id}/"} if name in built.remote else {}),
                 **media_counts,
             },
             data_version=dg.DataVersion(version.version_id),

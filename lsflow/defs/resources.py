@@ -16,6 +16,8 @@ from typing import cast
 import dagster as dg
 
 from lsflow.core.model.selection import AnnotationPolicy
+from lsflow.core.pipeline.shards import SHARD_SIZE
+from lsflow.project.object_store import ObjectStoreOutput, is_object_store
 from lsflow.project.versions import KEEP_VERSIONS
 from lsflow.sources.base import TaskSource
 from lsflow.sources.export_file import ExportFileSource
@@ -165,6 +167,23 @@ class DatasetSettings(dg.ConfigurableResource):
     workers: int | None = None
     # Dataset versions kept per format besides the pinned ones and the current one.
     keep_versions: int = KEEP_VERSIONS
+    # A project of more tasks than this is built in shards of this many task ids, then merged; None: never.
+    shard_size: int | None = SHARD_SIZE
+    # With an object-store output_root (`s3://bucket/prefix`, any fsspec URL), where this worker keeps a
+    # project's snapshot, store, reuse index and local versions (default $LSFLOW_WORK_ROOT, else
+    # data/work), and fsspec options for the store (credentials stay in the environment).
+    work_root: str | None = None
+    output_storage_options: dict[str, str] = {}
+
+    def layout_root(self) -> Path:
+        """Where the project's folders are built: the output root, or the work root for an object store."""
+        if is_object_store(self.output_root):
+            return Path(self.work_root or os.environ.get("LSFLOW_WORK_ROOT") or "data/work")
+        return Path(self.output_root)
+
+    def object_store(self) -> ObjectStoreOutput | None:
+        return ObjectStoreOutput(self.output_root, dict(self.output_storage_options)) \
+            if is_object_store(self.output_root) else None
 
     def policy(self) -> AnnotationPolicy:
         return AnnotationPolicy.parse(self.annotation_policy)
@@ -205,4 +224,5 @@ def settings_from_environment() -> DatasetSettings:
         media_root=os.environ.get("LSFLOW_MEDIA_ROOT", SAMPLE_MEDIA_ROOT if uses_sample else None),
         workers=int(os.environ["LSFLOW_WORKERS"]) if os.environ.get("LSFLOW_WORKERS") else None,
         keep_versions=int(os.environ.get("LSFLOW_KEEP_VERSIONS") or KEEP_VERSIONS),
+        shard_size=int(os.environ["LSFLOW_SHARD_SIZE"]) if os.environ.get("LSFLOW_SHARD_SIZE") else SHARD_SIZE,
     )

@@ -48,7 +48,7 @@ def build_prediction_review(names: Names, partitions_def: dg.PartitionsDefinitio
     )
     def prediction_review(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         settings: DatasetSettings = getattr(context.resources, names.settings)
-        layout = ProjectLayout(Path(settings.output_root), context.partition_key)
+        layout = ProjectLayout(settings.layout_root(), context.partition_key)
         result = review_project(layout)
         for version in result["model_versions"]:
             context.log.info(f"model version {version['model_version']}: {version['tasks_predicted']} tasks predicted, "
