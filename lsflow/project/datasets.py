@@ -6,6 +6,7 @@ Dagster `datasets` asset (tasks from the project's store).
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -130,11 +131,13 @@ def build_datasets(layout: ProjectLayout, formats: list[str], media: MediaResolv
         facts = build_facts(layout, settings.policy, settings.options, settings.label_studio_url)
         tasks = task_lineage(layout.store_dir, settings.policy)
         versioning = Versioning(layout.versions_root, describer(layout.versions_root, facts, tasks, media, write_card))
+        sharding = project_sharding(layout, settings.shard_size)
+        if sharding is None:  # a project that shrank below the shard size: its shards are of no more use
+            shutil.rmtree(layout.shards_dir, ignore_errors=True)
         built = write_datasets(lambda: iter_store_tasks(layout.store_dir),
                                lambda _: iter_store_entries(layout.store_dir), formats, layout.datasets_dir,
                                snapshot_label_config(layout), media, settings, project_id=layout.project_id,
-                               reuse_dir=layout.reuse_dir, versioning=versioning,
-                               sharding=project_sharding(layout, settings.shard_size))
+                               reuse_dir=layout.reuse_dir, versioning=versioning, sharding=sharding)
         for name in built.results:
             retain(layout, name, settings.keep_versions)
         if settings.object_store is not None:
