@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import cache, partial
 from pathlib import Path
 
 from lsflow.core.formats import writer_class
@@ -129,7 +130,7 @@ def build_datasets(layout: ProjectLayout, formats: list[str], media: MediaResolv
     with `object_store` each format's newest version is published there too."""
     with project_lock(layout):
         facts = build_facts(layout, settings.policy, settings.options, settings.label_studio_url)
-        tasks = task_lineage(layout.store_dir, settings.policy)
+        tasks = cache(partial(task_lineage, layout.store_dir, settings.policy))  # made once, when first needed
         versioning = Versioning(layout.versions_root, describer(layout.versions_root, facts, tasks, media, write_card))
         sharding = project_sharding(layout, settings.shard_size)
         if sharding is None:  # a project that shrank below the shard size: its shards are of no more use

@@ -189,12 +189,14 @@ def with_splits(tasks: pa.Table, format_name: str) -> pa.Table:
     return tasks.set_column(tasks.schema.get_field_index("split"), "split", splits)
 
 
-def describer(versions_root: Path, facts: BuildFacts, tasks: pa.Table, media: MediaLookup | None,
+def describer(versions_root: Path, facts: BuildFacts, tasks: Callable[[], pa.Table], media: MediaLookup | None,
               write_card: Callable[[Path, dict, pa.Table, MediaLookup | None], None] | None) -> Callable[[str], Describe]:
-    """Per format, what writes a new version's manifest, task table and card into its folder."""
+    """Per format, what writes a new version's manifest, task table and card into its folder. `tasks` gives
+    the lineage table when the first version is described, after the export pass: the processes the pass
+    forks do not start with it in their memory."""
 
     def for_format(format_name: str) -> Describe:
-        format_tasks = with_splits(tasks, format_name)
+        format_tasks = with_splits(tasks(), format_name)
 
         def describe(folder: Path, version: str, previous: str | None, files: FilesSummary) -> None:
             pq.write_table(format_tasks, folder / TASKS_FILE)
