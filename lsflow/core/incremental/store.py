@@ -19,6 +19,7 @@ not change while it merely ages.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,6 +226,7 @@ def upsert_store(previous: Path, incoming: Iterable[Task], deleted_ids: set[int]
 
 
 # What the summary is made of (`_finish`).
+_SUMMARY_BATCH = 65_536
 _SUMMARY_COLUMNS = {"tasks": ["task_id", "updated_at", "content_hash"], "annotations": ["kind"],
                     "regions": ["kind", "annotation_cancelled", "label"]}
 
@@ -241,24 +243,42 @@ def _write(writers: dict[str, pq.ParquetWriter], tables: dict[str, pa.Table]) ->
 
 def _finish(directory: Path, manifest: dict[str, Any], tables: dict[str, pa.Table] | None = None) -> StoreSummary:
     """The store's summary and its manifest, from its tables (read back from `directory` unless given)."""
-    if tables is None:
-        tables = {name: pq.read_table(directory / f"{name}.parquet", columns=columns)
-                  for name, columns in _SUMMARY_COLUMNS.items()}
-    tasks, kinds, regions = tables["tasks"], tables["annotations"].column("kind"), tables["regions"]
+    # A batch at a time: a million-task store's columns are never all in memory, nor its ids Python objects.
+    def batches(name: str) -> Iterator[pa.RecordBatch | pa.Table]:
+        if tables is not None:
+            yield from tables[name].select(_SUMMARY_COLUMNS[name]).to_batches(max_chunksize=_SUMMARY_BATCH)
+        else:
+            yield from pq.ParquetFile(directory / f"{name}.parquet").iter_batches(
+                batch_size=_SUMMARY_BATCH, columns=_SUMMARY_COLUMNS[name])
+
     digest = hashlib.sha256()
-    for task_id, task_hash in zip(tasks.column("task_id").to_pylist(), tasks.column("content_hash").to_pylist()):
-        digest.update(f"{task_id}:{task_hash}\n".encode())
-    counted = regions.filter(pc.and_(pc.equal(regions.column("kind"), "annotation"),
-                                     pc.invert(regions.column("annotation_cancelled"))))
-    labels = counted.column("label").drop_null().value_counts().to_pylist()
+    task_count, newest = 0, None
+    for batch in batches("tasks"):
+        task_count += batch.num_rows
+        for task_id, task_hash in zip(batch.column("task_id").to_pylist(), batch.column("content_hash").to_pylist()):
+            digest.update(f"{task_id}:{task_hash}\n".encode())
+        batch_newest = pc.max(batch.column("updated_at")).as_py()
+        if batch_newest is not None and (newest is None or batch_newest > newest):
+            newest = batch_newest
+    annotation_count = prediction_count = 0
+    for batch in batches("annotations"):
+        annotation_count += pc.sum(pc.equal(batch.column("kind"), "annotation")).as_py() or 0
+        prediction_count += pc.sum(pc.equal(batch.column("kind"), "prediction")).as_py() or 0
+    region_count, labels = 0, Counter[str]()
+    for batch in batches("regions"):
+        region_count += batch.num_rows
+        counted = batch.filter(pc.and_(pc.equal(batch.column("kind"), "annotation"),
+                                       pc.invert(batch.column("annotation_cancelled"))))
+        for count in counted.column("label").drop_null().value_counts().to_pylist():
+            labels[count["values"]] += count["counts"]
     summary = StoreSummary(
-        tasks=tasks.num_rows,
-        annotations=pc.sum(pc.equal(kinds, "annotation")).as_py() or 0,
-        predictions=pc.sum(pc.equal(kinds, "prediction")).as_py() or 0,
-        regions=regions.num_rows,
-        max_updated_at=pc.max(tasks.column("updated_at")).as_py() or None,
+        tasks=task_count,
+        annotations=annotation_count,
+        predictions=prediction_count,
+        regions=region_count,
+        max_updated_at=newest or None,
         content_digest=digest.hexdigest(),
-        labels=dict(sorted((count["values"], count["counts"]) for count in labels)),
+        labels=dict(sorted(labels.items())),
     )
     document = {**manifest, "store_version": STORE_VERSION, "task_count": summary.tasks,
                 "annotation_count": summary.annotations, "prediction_count": summary.predictions,
