@@ -4,9 +4,8 @@ the code server and two Celery workers (Redis broker) backfill 8 project partiti
 Asserted from Dagster's own records (run records, step and engine events, materializations):
 every run succeeded; at most 2 runs overlapped (the per-server tag limit) and at most 1 snapshot step
 (the `label_studio` pool), while the same overlap measure finds 2 runs and 2 other steps at once, so it
-can fail;
-steps ran on both workers; and a daemon killed mid-backfill and started again finishes the backfill
-with every partition built exactly once.
+can fail; steps ran on both workers; and a daemon killed mid-backfill and started again finishes the
+backfill with every partition built exactly once.
 """
 
 from __future__ import annotations
