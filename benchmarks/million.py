@@ -2,7 +2,7 @@
 then an incremental pass with 0.1 % of the tasks changed.
 
     nice -n 10 .venv/bin/python benchmarks/million.py [--tasks 1000000] [--shard-size 100000]
-        [--changed 0.001] [--workers 2] [--out benchmarks/out/million]
+        [--changed 0.001] [--workers 2] [--out benchmarks/out/million] [--from-step store]
 
 The export is `generate_export.py`'s (generated into `--out` if missing), read offline through the
 export-file source: the path the Dagster assets take (`label_studio_snapshot` → `normalized_tasks` →
@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 FORMATS = ["JSON_MIN", "CSV", "COCO", "YOLO", "VOC"]
+STEPS = ("snapshot", "store", "datasets")
 SAMPLE_SECONDS = 0.2
 
 
@@ -168,6 +169,8 @@ def main() -> None:
     parser.add_argument("--changed", type=float, default=0.001)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "million")
+    parser.add_argument("--from-step", choices=STEPS, default=STEPS[0],
+                        help="start the full build at this step, on the output a stopped run left (its earlier steps done)")
     parser.add_argument("--child", nargs=5)
     args = parser.parse_args()
     if args.child:
@@ -188,11 +191,11 @@ def main() -> None:
         (project / "export.json").unlink()
     os.link(export, project / "export.json")
     root = args.out / f"output-{args.tasks}"
-    if root.exists():
+    if root.exists() and args.from_step == STEPS[0]:
         subprocess.run(["rm", "-rf", str(root)], check=True)
     print(json.dumps({"tasks": args.tasks, "export_bytes": export.stat().st_size, "shard_size": args.shard_size,
                       "workers": args.workers, "formats": FORMATS}), flush=True)
-    results = {"full": [run_step(step, root, source, args) for step in ("snapshot", "store", "datasets")]}
+    results = {"full": [run_step(step, root, source, args) for step in STEPS[STEPS.index(args.from_step):]]}
     used, files = disk_bytes(root)
     results["full_disk"] = {"bytes": used, "files": files}
     print(json.dumps({"disk_after_full": results["full_disk"]}), flush=True)
@@ -203,7 +206,7 @@ def main() -> None:
     print(json.dumps({"edited_tasks": changed, "edit_seconds": round(time.perf_counter() - started, 1)}), flush=True)
     (project / "export.json").unlink()
     os.link(edited, project / "export.json")
-    results["incremental"] = [run_step(step, root, source, args) for step in ("snapshot", "store", "datasets")]
+    results["incremental"] = [run_step(step, root, source, args) for step in STEPS]
     used_after, files_after = disk_bytes(root)
     results["incremental_disk"] = {"bytes": used_after, "files": files_after, "added_bytes": used_after - used}
     print(json.dumps({"disk_after_incremental": results["incremental_disk"]}), flush=True)
