@@ -119,6 +119,11 @@ def test_backfill_on_postgres_with_queue_pool_and_celery_workers(tmp_path, monke
             monkeypatch.setenv(key, value)  # this process reads the same instance, through the same config
         env = dict(os.environ)
 
+        # The profile's one-off preparation, before any process opens the instance (each would create the
+        # tables it misses, racing the migration): tables, and the label_studio pool's limit.
+        init = subprocess.run(["bash", str(DEPLOY / "init.sh")], env=env, cwd=REPO, capture_output=True, text=True)
+        assert init.returncode == 0, init.stdout + init.stderr
+
         def start(name: str, *command: str) -> Process:
             return stack.enter_context(process(name, command, env, REPO, logs))
 
@@ -128,9 +133,6 @@ def test_backfill_on_postgres_with_queue_pool_and_celery_workers(tmp_path, monke
         workers = [start(f"celery_{name}", str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
                          "-y", str(DEPLOY / "celery.yaml"), "-n", name, "-i", "lsflow.defs.factory", "--", "--pool=solo")
                    for name in ("w1", "w2")]
-        # The profile's one-off preparation, while those start: tables, and the label_studio pool's limit.
-        init = subprocess.run(["bash", str(DEPLOY / "init.sh")], env=env, cwd=REPO, capture_output=True, text=True)
-        assert init.returncode == 0, init.stdout + init.stderr
         instance = stack.enter_context(dg.DagsterInstance.get())
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         instance.add_dynamic_partitions("label_studio_projects", PROJECT_IDS)
