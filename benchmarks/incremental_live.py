@@ -56,6 +56,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from generate_export import IMAGE_SIZES, START, annotation, region  # noqa: E402
 
 from lsflow.core.incremental.changes import WATERMARK_OVERLAP  # noqa: E402
+from lsflow.core.pipeline.versions import DESCRIPTION  # noqa: E402
 from lsflow.project.datasets import build_datasets  # noqa: E402
 from lsflow.project.layout import ProjectLayout  # noqa: E402
 from lsflow.project.snapshot import take_project_snapshot  # noqa: E402
@@ -249,9 +250,12 @@ def export(server: LabelStudioServer, layout: ProjectLayout, label: str, full: b
 
 
 def differing_files(left: Path, right: Path) -> list[str]:
-    """Relative paths present on one side only or with different bytes."""
+    """Relative paths present on one side only or with different bytes, the version's description aside:
+    its manifest and card name the version, its parent and when it was made, which differ by construction
+    between a first version (the full export's fresh root) and a later one."""
     def files(root: Path) -> set[str]:
-        return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+        return {p.relative_to(root).as_posix() for p in root.rglob("*")
+                if p.is_file() and p.relative_to(root).parts[0] not in DESCRIPTION}
 
     left_files, right_files = files(left), files(right)
     differing = sorted(left_files ^ right_files)
