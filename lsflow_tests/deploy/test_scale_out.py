@@ -161,7 +161,7 @@ def test_backfill_on_postgres_with_queue_pool_and_celery_workers(tmp_path, monke
         services = [code_server, *workers, daemon]
         # Kill the daemon once some runs have finished and others still wait in the queue.
         _wait(lambda: len(runs_with(dg.DagsterRunStatus.SUCCESS)) >= 2 and len(runs_with(dg.DagsterRunStatus.QUEUED)) >= 2,
-              120, "2 finished runs while others are queued", services)
+              180, "2 finished runs while others are queued", services)
         daemon.kill()
         assert instance.get_backfill(backfill_id).status == BulkActionStatus.REQUESTED  # type: ignore[union-attr]
         queued = {run.run_id for run in runs_with(dg.DagsterRunStatus.QUEUED)}
@@ -170,7 +170,7 @@ def test_backfill_on_postgres_with_queue_pool_and_celery_workers(tmp_path, monke
         daemon = start("daemon_again", str(BIN / "dagster-daemon"), "run", "-w", str(DEPLOY / "workspace.yaml"))
         services = [code_server, *workers, daemon]
         _wait(lambda: instance.get_backfill(backfill_id).status != BulkActionStatus.REQUESTED,  # type: ignore[union-attr]
-              240, "the backfill to complete", services)
+              360, "the backfill to complete", services)
         assert instance.get_backfill(backfill_id).status == BulkActionStatus.COMPLETED_SUCCESS  # type: ignore[union-attr]
 
         runs = instance.get_runs(backfill_runs)
