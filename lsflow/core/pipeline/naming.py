@@ -64,7 +64,7 @@ class _StemDigests:
 
     def _grow(self) -> None:
         old = self._slots
-        self._slots = array("Q", bytes(4 * len(old)))  # 4× (not more): a million stems take 32 MB, not 128
+        self._slots = array("Q", bytes(16 * len(old)))  # twice the slots (8 bytes each)
         slots, mask = self._slots, len(self._slots) - 1
         for digest in old:
             if digest:
