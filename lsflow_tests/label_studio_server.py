@@ -65,6 +65,11 @@ class LabelStudioServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.legacy_token = secrets.token_hex(20)  # 40 chars, the most Label Studio accepts
+        # Signs the personal access tokens (JWTs); given, so a restart keeps them valid. Left to Label Studio,
+        # the key it generates and saves in its data folder's .env may start with "$", which django-environ
+        # reads back on the next start as a reference to another variable: the server then makes a new key
+        # and every personal access token is refused ("Token is invalid").
+        self._secret_key = secrets.token_urlsafe(50)
         self._password = secrets.token_urlsafe(16)
         self._process: subprocess.Popen | None = None
         self._http: httpx.Client | None = None
@@ -81,6 +86,7 @@ class LabelStudioServer:
             "LABEL_STUDIO_USERNAME": EMAIL,
             "LABEL_STUDIO_PASSWORD": self._password,
             "LABEL_STUDIO_USER_TOKEN": self.legacy_token,
+            "SECRET_KEY": self._secret_key,
             # Legacy tokens are off for new organizations unless enabled on first boot.
             "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
             "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
