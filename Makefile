@@ -23,6 +23,8 @@ POSTGRES_BIN := /usr/lib/postgresql/15/bin
 REDIS_SERVER := /usr/bin/redis-server
 # The embedded samples: 1 images, 2 text (named entities), 3 audio (transcriptions).
 SAMPLE_PROJECTS := 1 2 3
+# The installs (three virtualenvs, Debian's packages) wait on the network more than on the CPU: side by side.
+MAKEFLAGS += --jobs=4
 
 .PHONY: install demo test test-deploy lint dev
 install: $(VENV)/.installed
@@ -38,14 +40,10 @@ $(LS_VENV)/.installed:
 	$(LS_VENV)/bin/pip install -q label-studio==$(LABEL_STUDIO_VERSION) 2>&1 | $(QUIET_PIP)
 	touch $@
 
-$(CHROMIUM):
-	apt-get install -y -q chromium > /dev/null || { apt-get update -q > /dev/null && apt-get install -y -q chromium > /dev/null; }
-
-$(POSTGRES_BIN)/initdb:
-	apt-get install -y -q postgresql-15 > /dev/null || { apt-get update -q > /dev/null && apt-get install -y -q postgresql-15 > /dev/null; }
-
-$(REDIS_SERVER):
-	apt-get install -y -q redis-server > /dev/null || { apt-get update -q > /dev/null && apt-get install -y -q redis-server > /dev/null; }
+# Debian's packages in one apt-get call: two at once would fight over dpkg's lock.
+APT_PACKAGES := chromium postgresql-15 redis-server
+$(CHROMIUM) $(POSTGRES_BIN)/initdb $(REDIS_SERVER) &:
+	apt-get install -y -q $(APT_PACKAGES) > /dev/null || { apt-get update -q > /dev/null && apt-get install -y -q $(APT_PACKAGES) > /dev/null; }
 
 $(IMPORTERS_STAMP):
 	rm -rf $(IMPORTERS_VENV)
