@@ -46,7 +46,8 @@ class Run:
     # forked worker still shares with its parent count once
 
 
-def _descendants(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
+    """The process and every process below it (from /proc), for sampling their memory together."""
     found, pending = [], [pid]
     while pending:
         current = pending.pop()
@@ -61,7 +62,7 @@ def _descendants(pid: int) -> list[int]:
 
 def _tree_pss_kib(pid: int) -> int:
     total = 0
-    for member in _descendants(pid):
+    for member in descendants(pid):
         try:
             with open(f"/proc/{member}/smaps_rollup") as file:
                 total += next(int(line.split()[1]) for line in file if line.startswith("Pss:"))

@@ -26,28 +26,17 @@ import threading
 import time
 from pathlib import Path
 
+from compare_converter import descendants  # this folder is on the path of a script run from it
+
 FORMATS = ["JSON_MIN", "CSV", "COCO", "YOLO", "VOC"]
 STEPS = ("snapshot", "store", "datasets")
 SAMPLE_SECONDS = 0.2
 
 
-def _descendants(pid: int) -> list[int]:
-    found, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        found.append(current)
-        try:
-            with open(f"/proc/{current}/task/{current}/children") as file:
-                pending += [int(child) for child in file.read().split()]
-        except OSError:
-            pass
-    return found
-
-
 def _tree_kib(pid: int) -> tuple[int, int, int]:
     """(sum of RSS, sum of PSS, largest RSS) over the process and its descendants, in KiB."""
     rss = pss = largest = 0
-    for member in _descendants(pid):
+    for member in descendants(pid):
         try:
             with open(f"/proc/{member}/smaps_rollup") as file:
                 values = {line.split()[0]: int(line.split()[1]) for line in file if line[:4] in ("Rss:", "Pss:")}

@@ -21,9 +21,10 @@ from lsflow.project.snapshot import take_project_snapshot
 from lsflow.project.store import update_store
 from lsflow.sources.export_file import ExportFileSource
 from lsflow_tests.project.generated_project import make_task, write_project
+from lsflow_tests.target_storage import moto_s3
 
 s3fs = pytest.importorskip("s3fs")
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 
 BUCKET = "lsflow-output"
 CREDENTIALS = {"key": "testing", "secret": "testing"}
@@ -32,19 +33,13 @@ FORMATS = ["COCO", "YOLO"]
 
 @pytest.fixture(scope="module")
 def endpoint():
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_s3(BUCKET) as server:
+        yield server.url
 
 
 @pytest.fixture
 def s3(endpoint):
-    filesystem = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True, **CREDENTIALS)
-    if not filesystem.exists(BUCKET):
-        filesystem.mkdir(BUCKET)
-    return filesystem
+    return s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True, **CREDENTIALS)
 
 
 def local_files(folder) -> dict[str, bytes]:

@@ -8,9 +8,10 @@ import pytest
 
 from lsflow.sources.media import MediaResolver, MediaStatus
 from lsflow.sources.media_download import DownloadLimits
+from lsflow_tests.target_storage import moto_s3
 
 s3fs = pytest.importorskip("s3fs")
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 
 BUCKET = "media-bucket"
 CREDENTIALS = {"key": "testing", "secret": "testing"}
@@ -18,19 +19,13 @@ CREDENTIALS = {"key": "testing", "secret": "testing"}
 
 @pytest.fixture(scope="module")
 def endpoint():
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_s3(BUCKET) as server:
+        yield server.url
 
 
 @pytest.fixture
 def bucket(endpoint):
-    filesystem = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True, **CREDENTIALS)
-    if not filesystem.exists(BUCKET):
-        filesystem.mkdir(BUCKET)
-    return filesystem
+    return s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True, **CREDENTIALS)
 
 
 def resolver(tmp_path, endpoint, limits=DownloadLimits(), allowed=(f"s3://{BUCKET}/images/",)) -> MediaResolver:
