@@ -6,7 +6,8 @@ Starts `.venv-ls/bin/label-studio` on a free port in a temporary folder, imports
 way `incremental_live.py` does (1–2 annotations each, some predictions), deletes `--deletions` tasks
 at scattered positions, then times (median of `--repeat`, wall seconds, one client):
 
-- `find_deleted` as lsflow calls it (`LabelStudioSource.deleted_task_ids`), and its request count;
+- `find_deleted` as lsflow calls it (`LabelStudioSource.deleted_task_ids`), and its request count, with
+  `--at-once` requests in flight;
 - one Data Manager count over an id range (`page_size=1`, the `total` of the answer);
 - listing 128 tasks of an id range with `include=id` (what `find_deleted` lists below `LIST_BELOW`);
 - every id of the project, paged through the Data Manager's task list with `include=id` (one run);
@@ -37,6 +38,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from incremental_live import CONFIG, import_task  # noqa: E402
 
+from lsflow.sources import label_studio as label_studio_source  # noqa: E402
 from lsflow.sources.label_studio import LabelStudioSource  # noqa: E402
 from lsflow_tests.label_studio_server import LabelStudioServer, label_studio_binary  # noqa: E402
 
@@ -62,6 +64,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--chunk", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--at-once", type=int, nargs="+", default=[label_studio_source.DELETION_REQUESTS],
+                        help="requests find_deleted keeps in flight (each value timed)")
     parser.add_argument("--quick", action="store_true", help="only find_deleted and single requests, no full listings")
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -96,9 +100,11 @@ def main() -> None:
                 raise SystemExit(f"{name}: found {sorted(found)[:10]}, deleted {sorted(deleted)}")
             print(f"{name:<58} {seconds:7.2f} s  {note}")
 
-        seconds, found = timed(args.repeat, lambda: source.deleted_task_ids(str(project), known))
-        check("find_deleted (counts over id ranges, lists below 128)", seconds, found,
-              f"{requests[0] // args.repeat} requests")
+        for at_once in args.at_once:
+            label_studio_source.DELETION_REQUESTS = at_once
+            requests[0] = 0
+            seconds, found = timed(args.repeat, lambda: source.deleted_task_ids(str(project), known))
+            check(f"find_deleted, {at_once} request(s) at once", seconds, found, f"{requests[0] // args.repeat} requests")
 
         low, high = known[0], known[-1]
         seconds, _ = timed(args.repeat, lambda: http.get("/api/tasks/", params={
