@@ -72,7 +72,7 @@ test: lint $(LS_VENV)/.installed $(IMPORTERS_STAMP) $(CHROMIUM) $(POSTGRES_BIN)/
 
 # The production profile (deploy/) for real: PostgreSQL, the daemon's run queue, two Celery workers, a backfill.
 test-deploy: install $(POSTGRES_BIN)/initdb $(REDIS_SERVER)
-	LSFLOW_POSTGRES_BIN=$(POSTGRES_BIN) LSFLOW_REDIS_SERVER=$(REDIS_SERVER) $(VENV)/bin/pytest lsflow_tests/deploy
+	LSFLOW_POSTGRES_BIN=$(POSTGRES_BIN) LSFLOW_REDIS_SERVER=$(REDIS_SERVER) $(VENV)/bin/pytest -m deploy lsflow_tests/deploy
 
 # Lint and import order (ruff), types (mypy), the layers' import contracts (import-linter; see docs/architecture.md).
 lint: install
