@@ -17,6 +17,7 @@ from lsflow.defs.names import STANDALONE, Names
 from lsflow.defs.partitions import project_partitions
 from lsflow.defs.resources import DatasetSettings, TaskSourceResource
 from lsflow.defs.review import build_prediction_review
+from lsflow.defs.shards import build_dataset_shards
 from lsflow.project.datasets import REGION_ACCOUNTING, DatasetOptions, build_datasets, dataset_checks
 from lsflow.project.layout import ProjectLayout
 from lsflow.project.snapshot import take_project_snapshot
@@ -38,8 +39,8 @@ class SnapshotConfig(dg.Config):
 
 def build_assets(names: Names, partitions_def: dg.PartitionsDefinition,
                  formats: Sequence[str] | None = None) -> list[dg.AssetsDefinition]:
-    """Snapshot, normalized store, the datasets multi-asset (only `formats`, unset: every format), the
-    prediction review and the annotator agreement."""
+    """Snapshot, normalized store, a large project's shards, the datasets multi-asset (only `formats`,
+    unset: every format), the prediction review and the annotator agreement."""
     for name in formats or ():
         writer_class(name)  # an unknown format name fails here, naming the known ones
     format_keys = names.format_keys(formats)
@@ -112,12 +113,14 @@ def build_assets(names: Names, partitions_def: dg.PartitionsDefinition,
             data_version=dg.DataVersion(summary.content_digest),
         )
 
+    dataset_shards = build_dataset_shards(names, partitions_def, normalized_tasks, format_keys)
+
     @dg.multi_asset(
         name=names.op("datasets"),
         specs=[
             # Skippable: a format the project's label config cannot fill (YOLO for a text project) is
             # not materialized for that partition, rather than written empty and failing its checks.
-            dg.AssetSpec(key, deps=[normalized_tasks], group_name=names.group("datasets"),
+            dg.AssetSpec(key, deps=[normalized_tasks, dataset_shards], group_name=names.group("datasets"),
                          description=WRITERS[name].description, partitions_def=partitions_def, skippable=True)
             for name, key in format_keys.items()
         ],
@@ -134,7 +137,7 @@ def build_assets(names: Names, partitions_def: dg.PartitionsDefinition,
 
     prediction_review = build_prediction_review(names, partitions_def, normalized_tasks)
     annotator_agreement = build_annotator_agreement(names, partitions_def, normalized_tasks)
-    return [label_studio_snapshot, normalized_tasks, datasets, prediction_review, annotator_agreement]
+    return [label_studio_snapshot, normalized_tasks, dataset_shards, datasets, prediction_review, annotator_agreement]
 
 
 def _check_specs(format_keys: dict[str, dg.AssetKey]) -> list[dg.AssetCheckSpec]:
@@ -204,5 +207,5 @@ def _build_formats(context: dg.AssetExecutionContext, settings: DatasetSettings,
 
 
 FORMAT_KEYS = STANDALONE.format_keys()
-label_studio_snapshot, normalized_tasks, datasets, prediction_review, annotator_agreement = build_assets(
-    STANDALONE, project_partitions)
+label_studio_snapshot, normalized_tasks, dataset_shards, datasets, prediction_review, annotator_agreement = (
+    build_assets(STANDALONE, project_partitions))

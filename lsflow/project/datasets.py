@@ -6,12 +6,15 @@ Dagster `datasets` asset (tasks from the project's store).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import cache, partial
 from pathlib import Path
 
+from lsflow import __version__
 from lsflow.core.formats import writer_class
 from lsflow.core.formats.base import CheckOutcome, ExportContext
 from lsflow.core.incremental.store import iter_store_entries, iter_store_tasks, read_manifest
@@ -27,7 +30,9 @@ from lsflow.core.pipeline.shards import (
     SHARD_SIZE,
     Shard,
     ShardPlan,
+    build_shard,
     export_sharded,
+    shard_is_current,
     shardable,
     store_plan,
     store_shard_entries,
@@ -76,6 +81,21 @@ class Sharding:
     root: Path
     entries: Callable[[Shard], Iterable[TaskEntry]]
 
+    def stamps(self, context: ExportContext, policy: AnnotationPolicy) -> Callable[[Shard], str]:
+        """A shard's stamp: a digest of everything its output depends on besides its formats — lsflow's
+        version, its tasks (ids and content hashes), the plan's size and the names it fixed in the
+        shard, the label config and what was made of it, writer options and the annotation policy."""
+        common = [__version__, self.plan.size, repr(context.label_config), context.classes.names_by_id,
+                  context.keypoint_names, context.image_key, context.project_id, sorted(context.options.items()),
+                  str(policy)]
+
+        def stamp(shard: Shard) -> str:
+            renamed = sorted((task_id, name) for task_id, name in self.plan.renamed.items()
+                             if shard.first <= task_id < shard.end)
+            return hashlib.sha256(json.dumps([*common, shard.digest, renamed], default=str).encode()).hexdigest()
+
+        return stamp
+
 
 @dataclass(frozen=True)
 class BuiltDatasets:
@@ -94,13 +114,7 @@ def write_datasets(tasks: Callable[[], Iterable[Task]], entries: Callable[[str |
     the pass takes them. Every format is published under `out_root/<FORMAT>/` atomically. With
     `sharding`, the formats written task by task are built shard by shard and merged, the others in
     one pass."""
-    not_applicable = {}
-    for name in formats:
-        if reason := writer_class(name).not_applicable(config):
-            not_applicable[name] = reason
-            if settings.on_not_applicable is not None:
-                settings.on_not_applicable(name, reason)
-    chosen = formats if settings.write_inapplicable else [name for name in formats if name not in not_applicable]
+    chosen, not_applicable = _applicable(formats, config, settings)
     prefetch = settings.prefetch_media
     if prefetch is None:
         prefetch = any(writer_class(name).reads_media for name in chosen)
@@ -113,13 +127,27 @@ def write_datasets(tasks: Callable[[], Iterable[Task]], entries: Callable[[str |
     results = {}
     if sharding is not None and sharded:
         results.update(export_sharded(sharding.entries, sharded, out_root, sharding.root, context, sharding.plan,
-                                      settings.policy, workers, versioning, on_shard=settings.on_shard))
+                                      settings.policy, workers, versioning, on_shard=settings.on_shard,
+                                      stamp=sharding.stamps(context, settings.policy)))
     if whole:
         stream = entries(context.image_key)
         results.update(export_datasets(settings.progress(stream) if settings.progress else stream, whole, out_root,
                                        context, settings.policy, workers=workers, reuse_dir=reuse_dir,
                                        versioning=versioning))
     return BuiltDatasets({name: results[name] for name in chosen if name in results}, context, not_applicable)
+
+
+def _applicable(formats: list[str], config: LabelConfig | None,
+                settings: DatasetOptions) -> tuple[list[str], dict[str, str]]:
+    """The formats to write, and why each the label config cannot fill cannot (reported as it is found)."""
+    not_applicable = {}
+    for name in formats:
+        if reason := writer_class(name).not_applicable(config):
+            not_applicable[name] = reason
+            if settings.on_not_applicable is not None:
+                settings.on_not_applicable(name, reason)
+    chosen = formats if settings.write_inapplicable else [name for name in formats if name not in not_applicable]
+    return chosen, not_applicable
 
 
 def build_datasets(layout: ProjectLayout, formats: list[str], media: MediaResolver | None = None,
@@ -158,6 +186,59 @@ def project_sharding(layout: ProjectLayout, shard_size: int | None) -> Sharding 
     if plan is None or len(plan.shards) < 2:
         return None
     return Sharding(plan, layout.shards_dir, lambda shard: store_shard_entries(layout.store_dir, shard))
+
+
+@dataclass(frozen=True)
+class ShardWork:
+    """The shards a project build would build (not yet built from the store as it is), and of which formats."""
+
+    shards: list[Shard]
+    formats: list[str]
+    planned: int  # shards in the plan; 0: the project is built in one pass
+
+
+def pending_shards(layout: ProjectLayout, formats: list[str], settings: DatasetOptions) -> ShardWork:
+    """What `build_project_shard` should build before `build_datasets` merges: the shards of the
+    formats written task by task (of `formats`, the ones the label config can fill unless
+    `write_inapplicable`) that are not current."""
+    sharding = project_sharding(layout, settings.shard_size)
+    if sharding is None:
+        return ShardWork([], [], 0)
+    chosen, _ = _applicable(formats, snapshot_label_config(layout), replace(settings, on_not_applicable=None))
+    sharded = [name for name in chosen if shardable(name)]
+    if not sharded:
+        return ShardWork([], [], len(sharding.plan.shards))
+    stamp = sharding.stamps(_shard_context(layout, settings), settings.policy)
+    pending = [shard for shard in sharding.plan.shards
+               if not shard_is_current(sharding.root, shard, sharded, stamp(shard))]
+    return ShardWork(pending, sharded, len(sharding.plan.shards))
+
+
+def build_project_shard(layout: ProjectLayout, shard_name: str, formats: list[str], media: MediaResolver | None,
+                        settings: DatasetOptions) -> Shard:
+    """One shard of `formats` built ahead of the merge, beside other shards' builds (each owns its
+    folder; the project lock is held shared, so no store update or dataset build runs meanwhile)."""
+    with project_lock(layout, shared=True):
+        sharding = project_sharding(layout, settings.shard_size)
+        shard = next((s for s in sharding.plan.shards if s.name == shard_name), None) if sharding else None
+        if sharding is None or shard is None:
+            raise ValueError(f"project {layout.project_id}: no shard {shard_name} in its plan (the store changed "
+                             "since the shards were planned); run the build again")
+        context = _shard_context(layout, settings, media)
+        if media is not None and any(writer_class(name).reads_media for name in formats):
+            shard_tasks = (entry.parsed() for entry in sharding.entries(shard))
+            media.prefetch(media_references(shard_tasks, media_keys(context.label_config)),
+                           on_resolved=settings.on_media_resolved)
+        build_shard(sharding.entries(shard), formats, sharding.root, shard, context, sharding.plan, settings.policy,
+                    settings.workers or usable_cores(), sharding.stamps(context, settings.policy)(shard))
+        return shard
+
+
+def _shard_context(layout: ProjectLayout, settings: DatasetOptions, media: MediaResolver | None = None) -> ExportContext:
+    """The context `build_datasets` gives the pass (`write_datasets`), so a shard built ahead equals one built there."""
+    context = export_context(snapshot_label_config(layout), lambda: iter_store_tasks(layout.store_dir),
+                             layout.project_id, media=media)
+    return replace(context, options=settings.options or {})
 
 
 REGION_ACCOUNTING = "region_accounting"

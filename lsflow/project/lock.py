@@ -38,7 +38,9 @@ class OutOfSpace(OSError):
 
 
 @contextmanager
-def project_lock(layout: ProjectLayout, timeout: float | None = None) -> Iterator[None]:
+def project_lock(layout: ProjectLayout, timeout: float | None = None, shared: bool = False) -> Iterator[None]:
+    """The project's lock; `shared`: held beside other shared holders (shard builds, each writing only
+    its own shard), never beside an exclusive one, and without the exclusive holder's sweep of leftovers."""
     if timeout is None:
         timeout = float(os.environ.get(LOCK_TIMEOUT_ENV) or LOCK_TIMEOUT)
     layout.project_dir.mkdir(parents=True, exist_ok=True)
@@ -47,7 +49,7 @@ def project_lock(layout: ProjectLayout, timeout: float | None = None) -> Iterato
         deadline = time.monotonic() + timeout
         while True:
             try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(descriptor, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
@@ -56,10 +58,11 @@ def project_lock(layout: ProjectLayout, timeout: float | None = None) -> Iterato
                         f"project {layout.project_id} in {layout.root} is being written by another run ({holder}); "
                         f"waited {timeout:.0f} s. Wait for it to finish, or stop it") from None
                 time.sleep(_POLL)
-        os.ftruncate(descriptor, 0)
-        os.write(descriptor, f"pid {os.getpid()} on {socket.gethostname()} since "
-                             f"{datetime.now(UTC).isoformat(timespec='seconds')}: {' '.join(sys.argv[:3])}".encode())
-        clear_leftovers(layout)
+        if not shared:  # the file names the exclusive holder, for whoever waits on it
+            os.ftruncate(descriptor, 0)
+            os.write(descriptor, f"pid {os.getpid()} on {socket.gethostname()} since "
+                                 f"{datetime.now(UTC).isoformat(timespec='seconds')}: {' '.join(sys.argv[:3])}".encode())
+            clear_leftovers(layout)
         try:
             yield
         except OSError as error:

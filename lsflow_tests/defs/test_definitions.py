@@ -31,10 +31,12 @@ IMAGE_PROJECT_SKIPS = {"CONLL2003", "SPACY", "ASR_MANIFEST", "MOT", "YOLO_VIDEO"
 def test_every_format_is_an_asset_downstream_of_the_store_with_its_checks():
     graph = defs().resolve_asset_graph()
     snapshot, store = dg.AssetKey("label_studio_snapshot"), dg.AssetKey("normalized_tasks")
+    shards = dg.AssetKey("dataset_shards")
     assert graph.get(store).parent_keys == {snapshot}
+    assert graph.get(shards).parent_keys == {store}
     for name, writer in WRITERS.items():
         key = dg.AssetKey(f"dataset_{name.lower()}")
-        assert graph.get(key).parent_keys == {store}
+        assert graph.get(key).parent_keys == {store, shards}
         checks = {check.name for check in graph.get_check_keys_for_assets({key})}
         assert checks == {"region_accounting"} | {spec.name for spec in writer.checks}
 

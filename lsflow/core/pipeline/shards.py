@@ -17,14 +17,22 @@ format into one dataset equal, file by file, to a single pass's.
 
 Only formats whose task output depends on the task alone (`DatasetWriter.per_task`) can be sharded;
 the others number or batch across tasks, or copy media, and are built in one pass.
+
+A shard may be built ahead, on its own (each its own Dagster step, `lsflow.defs.shards`): a build
+given a `stamp` — a digest of everything its output depends on, its tasks' content hashes among
+them — records it with the formats it built in `<shard>/built.json`, and a later build with the same
+stamp and formats skips it. So after an edit, only the shard holding the edited task is built again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -39,6 +47,7 @@ from lsflow.core.pipeline.merge import OUT_DIR, REUSE_DIR, merge_shards
 from lsflow.core.pipeline.naming import TaskFileNames, plain_name
 
 SHARD_SIZE = 100_000  # tasks (task-id values) per shard
+STAMP_FILE = "built.json"  # what a shard's last finished build was made from, and of which formats
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +55,7 @@ class Shard:
     first: int  # the smallest task id it may hold
     end: int  # one past the largest
     tasks: int  # how many it holds now
+    digest: str = ""  # of its tasks' ids and content hashes: changes exactly when one of its tasks does
 
     @property
     def name(self) -> str:
@@ -65,35 +75,39 @@ class ShardPlan:
         return sum(shard.tasks for shard in self.shards)
 
 
-def plan_shards(tasks: Iterable[tuple[int, str | None, str | None]], size: int = SHARD_SIZE) -> ShardPlan | None:
-    """The shards of tasks given as (id, image reference, updated_at) in the order a pass reads them;
-    None when that order is not by ascending id (the merged dataset could not equal one pass's)."""
+def plan_shards(tasks: Iterable[tuple[int, str | None, str | None, str | None]],
+                size: int = SHARD_SIZE) -> ShardPlan | None:
+    """The shards of tasks given as (id, image reference, updated_at, content hash) in the order a pass
+    reads them; None when that order is not by ascending id (the merged dataset could not equal one pass's)."""
     if size < 1:
         raise ValueError(f"shard size {size}: must be at least 1")
     names = TaskFileNames()
     counts: dict[int, int] = {}
+    digests: dict[int, Any] = {}
     renamed: dict[int, str] = {}
     newest, last = "", None
-    for task_id, image_ref, updated_at in tasks:
+    for task_id, image_ref, updated_at, content_hash in tasks:
         if last is not None and task_id <= last:
             return None
         last = task_id
         counts[task_id // size] = counts.get(task_id // size, 0) + 1
+        digests.setdefault(task_id // size, hashlib.sha256()).update(f"{task_id}:{content_hash};".encode())
         name = names.name_for(task_id, image_ref)
         if name != plain_name(task_id, image_ref):
             renamed[task_id] = name
         if updated_at and updated_at > newest:
             newest = updated_at
-    shards = [Shard(k * size, (k + 1) * size, count) for k, count in sorted(counts.items())]
+    shards = [Shard(k * size, (k + 1) * size, count, digests[k].hexdigest()) for k, count in sorted(counts.items())]
     return ShardPlan(size, shards, renamed, newest)
 
 
 def store_plan(store_dir: Path, size: int = SHARD_SIZE) -> ShardPlan | None:
-    """The shard plan of a project's normalized store (three narrow columns read, no task parsed)."""
+    """The shard plan of a project's normalized store (four narrow columns read, no task parsed)."""
     parquet = pq.ParquetFile(store_dir / "tasks.parquet")
 
-    def rows() -> Iterator[tuple[int, str | None, str | None]]:
-        for batch in parquet.iter_batches(batch_size=65_536, columns=["task_id", "image_ref", "updated_at"]):
+    def rows() -> Iterator[tuple[int, str | None, str | None, str | None]]:
+        columns = ["task_id", "image_ref", "updated_at", "content_hash"]
+        for batch in parquet.iter_batches(batch_size=65_536, columns=columns):
             yield from zip(*(column.to_pylist() for column in batch.columns))
 
     return plan_shards(rows(), size)
@@ -145,14 +159,19 @@ def export_sharded(entries: Callable[[Shard], Iterable[TaskEntry]], formats: lis
                    shards_root: Path, context: ExportContext, plan: ShardPlan,
                    policy: AnnotationPolicy = AnnotationPolicy(), workers: int = 1,
                    versioning: Versioning | None = None,
-                   on_shard: Callable[[Shard], None] | None = None) -> dict[str, FormatResult]:
-    """Every shard of `plan` exported in turn (`entries(shard)`: its tasks), then each format merged and
-    published under `out_root/<FORMAT>` (as a version with `versioning`). Shards no longer in the plan go."""
+                   on_shard: Callable[[Shard], None] | None = None,
+                   stamp: Callable[[Shard], str] | None = None) -> dict[str, FormatResult]:
+    """Every shard of `plan` exported in turn (`entries(shard)`: its tasks) unless built ahead with `stamp`,
+    then each format merged and published under `out_root/<FORMAT>` (as a version with `versioning`).
+    Shards no longer in the plan go."""
     unshardable = [name for name in formats if not shardable(name)]
     if unshardable:
         raise ValueError(f"{', '.join(unshardable)}: not written task by task, cannot be built in shards")
     for shard in plan.shards:
-        build_shard(entries(shard), formats, shards_root, shard, context, plan, policy, workers)
+        if stamp is not None and shard_is_current(shards_root, shard, formats, stamp(shard)):
+            continue
+        build_shard(entries(shard), formats, shards_root, shard, context, plan, policy, workers,
+                    stamp(shard) if stamp is not None else None)
         if on_shard is not None:
             on_shard(shard)
     remove_stale_shards(shards_root, plan)
@@ -162,11 +181,40 @@ def export_sharded(entries: Callable[[Shard], Iterable[TaskEntry]], formats: lis
 
 def build_shard(entries: Iterable[TaskEntry], formats: list[str], shards_root: Path, shard: Shard,
                 context: ExportContext, plan: ShardPlan, policy: AnnotationPolicy = AnnotationPolicy(),
-                workers: int = 1) -> dict[str, FormatResult]:
-    """One shard's pass: its output in `<shards root>/<shard>/out/`, reusing what its last build kept."""
+                workers: int = 1, stamp: str | None = None) -> dict[str, FormatResult]:
+    """One shard's pass: its output in `<shards root>/<shard>/out/`, reusing what its last build kept;
+    with `stamp`, recorded once the pass finished. Only one build of a shard may run at a time."""
     folder = shards_root / shard.name
-    return export_datasets(entries, formats, folder / OUT_DIR, context, policy, workers,
-                           reuse_dir=folder / REUSE_DIR, file_names=FixedNames(plan.renamed))
+    (folder / STAMP_FILE).unlink(missing_ok=True)  # until this build finishes, the shard is not current
+    _clear_shard_leftovers(folder)
+    results = export_datasets(entries, formats, folder / OUT_DIR, context, policy, workers,
+                              reuse_dir=folder / REUSE_DIR, file_names=FixedNames(plan.renamed))
+    if stamp is not None:
+        (folder / STAMP_FILE).write_text(json.dumps({"stamp": stamp, "formats": sorted(formats)}), encoding="utf-8")
+    return results
+
+
+def shard_is_current(shards_root: Path, shard: Shard, formats: list[str], stamp: str) -> bool:
+    """Whether the shard's last finished build was made from `stamp` and wrote every one of `formats`."""
+    try:
+        built = json.loads((shards_root / shard.name / STAMP_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return built.get("stamp") == stamp and set(formats) <= set(built.get("formats", ()))
+
+
+def _clear_shard_leftovers(folder: Path) -> None:
+    """Staging folders a killed build of this shard left (the project lock's sweep does not reach shards:
+    shard builds run beside each other, each owning its folder)."""
+    for place in (folder / OUT_DIR, folder / REUSE_DIR):
+        if place.is_dir():
+            for entry in place.iterdir():
+                if not entry.name.startswith((".staging-", ".retired-")):
+                    continue
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
 
 
 def remove_stale_shards(shards_root: Path, plan: ShardPlan) -> None:
