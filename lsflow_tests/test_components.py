@@ -67,8 +67,8 @@ attributes:
     defs = json.loads(listed.stdout)
     assets = {a["asset_key"]: a for a in defs["assets"]}
     assert set(assets) == {f"{name}/{asset}" for name in ("sample", "server")
-                           for asset in ("label_studio_snapshot", "normalized_tasks", "prediction_review",
-                                         "annotator_agreement")} | {"sample/dataset_yolo", "sample/dataset_conll2003",
+                           for asset in ("label_studio_snapshot", "normalized_tasks", "dataset_shards",
+                                         "prediction_review", "annotator_agreement")} | {"sample/dataset_yolo", "sample/dataset_conll2003",
                                                                     "server/dataset_coco"}
     assert assets["server/dataset_coco"]["group_name"] == "server_datasets"
     assert assets["sample/dataset_yolo"]["group_name"] == "datasets"

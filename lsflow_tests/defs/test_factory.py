@@ -26,8 +26,8 @@ def test_a_named_instance_with_chosen_formats_and_projects_materializes_its_own_
     assert result.success
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert materialized == {dg.AssetKey(["cars", name]) for name in
-                            ("label_studio_snapshot", "normalized_tasks", "dataset_coco", "dataset_yolo",
-                             "prediction_review", "annotator_agreement")}
+                            ("label_studio_snapshot", "normalized_tasks", "dataset_shards", "dataset_coco",
+                             "dataset_yolo", "prediction_review", "annotator_agreement")}
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {**{c.name: True for c in writer_class("COCO").checks},
                       **{c.name: True for c in writer_class("YOLO").checks}, "region_accounting": True,
@@ -44,7 +44,8 @@ def test_instances_merge_with_each_other_and_the_standalone_one(tmp_path):
     assert {dg.AssetKey("dataset_coco"), dg.AssetKey(["a", "dataset_coco"]), dg.AssetKey(["team", "b", "dataset_coco"])} <= keys
     assert dg.AssetKey(["a", "dataset_yolo"]) not in keys
     assert graph.get(dg.AssetKey(["team", "b", "dataset_coco"])).group_name == "b_data"
-    assert graph.get(dg.AssetKey(["a", "dataset_coco"])).parent_keys == {dg.AssetKey(["a", "normalized_tasks"])}
+    assert graph.get(dg.AssetKey(["a", "dataset_coco"])).parent_keys == {dg.AssetKey(["a", "normalized_tasks"]),
+                                                                         dg.AssetKey(["a", "dataset_shards"])}
     assert {s.name for s in merged.sensors or []} == {"label_studio_projects", "a_label_studio_projects"}
     assert {s.name for s in merged.schedules or []} == {"full_export", "a_full_export"}
     assert set(merged.resources or {}) == {"task_source", "settings", "a_task_source", "a_settings", "b_task_source",
