@@ -6,7 +6,9 @@ then an incremental pass with 0.1 % of the tasks changed.
 
 The export is `generate_export.py`'s (generated into `--out` if missing), read offline through the
 export-file source: the path the Dagster assets take (`label_studio_snapshot` → `normalized_tasks` →
-the `datasets` multi-asset), each step in a fresh child process as Dagster runs a step. Per step:
+`dataset_shards`: the shards to build planned, then each shard its own step → the `datasets`
+multi-asset, which merges), each step in a fresh child process as Dagster runs a step (the shards one
+after the other here; Dagster's executor may run several at once, each its own process). Per step:
 wall time; the largest single process's peak RSS (the step's own, `getrusage(RUSAGE_SELF)`, and its
 forked writers', `RUSAGE_CHILDREN`: the largest of them); the step's process tree sampled every 0.2 s
 (sum of RSS and of PSS: pages a forked worker shares with its parent count once in PSS). Then the
@@ -29,7 +31,7 @@ from pathlib import Path
 from compare_converter import descendants  # this folder is on the path of a script run from it
 
 FORMATS = ["JSON_MIN", "CSV", "COCO", "YOLO", "VOC"]
-STEPS = ("snapshot", "store", "datasets")
+STEPS = ("snapshot", "store", "shards", "datasets")  # "shards": the plan, then a step per shard
 SAMPLE_SECONDS = 0.2
 
 
@@ -76,8 +78,20 @@ def run_step(step: str, root: Path, source: Path, args: argparse.Namespace) -> d
     return result
 
 
+def run_steps(steps: tuple[str, ...], root: Path, source: Path, args: argparse.Namespace) -> list[dict]:
+    """The steps in turn; "shards" is the plan's step, then one step per shard it lists."""
+    results = []
+    for step in steps:
+        if step != "shards":
+            results.append(run_step(step, root, source, args))
+            continue
+        plan = run_step("plan", root, source, args)
+        results += [plan, *(run_step(f"shard:{name}", root, source, args) for name in plan["shards"])]
+    return results
+
+
 def child(step: str, root: Path, source: Path, shard_size: int, workers: int) -> None:
-    from lsflow.project.datasets import DatasetOptions, build_datasets
+    from lsflow.project.datasets import DatasetOptions, build_datasets, build_project_shard, pending_shards
     from lsflow.project.layout import ProjectLayout
     from lsflow.project.snapshot import take_project_snapshot
     from lsflow.project.store import update_store
@@ -92,12 +106,19 @@ def child(step: str, root: Path, source: Path, shard_size: int, workers: int) ->
     elif step == "store":
         summary, changes, _ = update_store(layout)
         facts = {"tasks": summary.tasks, "regions": summary.regions}
+    elif step == "plan":
+        work = pending_shards(layout, FORMATS, DatasetOptions(workers=workers, shard_size=shard_size))
+        facts = {"shards": [shard.name for shard in work.shards], "formats": work.formats, "planned": work.planned}
+    elif step.startswith("shard:"):
+        options = DatasetOptions(workers=workers, shard_size=shard_size)
+        shard = build_project_shard(layout, step.removeprefix("shard:"), pending_shards(layout, FORMATS, options).formats,
+                                    None, options)
+        facts = {"tasks": shard.tasks}
     else:
-        shards = []
+        shards = []  # built here: none when the shard steps built them all
         built = build_datasets(layout, FORMATS, None, DatasetOptions(
-            workers=workers, shard_size=shard_size, on_shard=lambda shard: shards.append(
-                (shard.name, round(time.perf_counter() - started, 1)))))
-        facts = {"shards_done_at": shards, "versions": {
+            workers=workers, shard_size=shard_size, on_shard=lambda shard: shards.append(shard.name)))
+        facts = {"shards_built_here": shards, "versions": {
             name: {"version": r.version.version_id if r.version else None, "new": r.version.new if r.version else None,
                    "written": r.files.files_written, "kept": r.files.files_kept, "tasks": r.report["tasks"],
                    "regions_written": r.report["regions_written"]} for name, r in built.results.items()}}
@@ -184,7 +205,7 @@ def main() -> None:
         subprocess.run(["rm", "-rf", str(root)], check=True)
     print(json.dumps({"tasks": args.tasks, "export_bytes": export.stat().st_size, "shard_size": args.shard_size,
                       "workers": args.workers, "formats": FORMATS}), flush=True)
-    results = {"full": [run_step(step, root, source, args) for step in STEPS[STEPS.index(args.from_step):]]}
+    results = {"full": run_steps(STEPS[STEPS.index(args.from_step):], root, source, args)}
     used, files = disk_bytes(root)
     results["full_disk"] = {"bytes": used, "files": files}
     print(json.dumps({"disk_after_full": results["full_disk"]}), flush=True)
@@ -195,7 +216,7 @@ def main() -> None:
     print(json.dumps({"edited_tasks": changed, "edit_seconds": round(time.perf_counter() - started, 1)}), flush=True)
     (project / "export.json").unlink()
     os.link(edited, project / "export.json")
-    results["incremental"] = [run_step(step, root, source, args) for step in STEPS]
+    results["incremental"] = run_steps(STEPS, root, source, args)
     used_after, files_after = disk_bytes(root)
     results["incremental_disk"] = {"bytes": used_after, "files": files_after, "added_bytes": used_after - used}
     print(json.dumps({"disk_after_incremental": results["incremental_disk"]}), flush=True)
