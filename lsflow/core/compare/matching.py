@@ -34,7 +34,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from lsflow.core.compare.regions import Comparable
 from lsflow.core.geometry.plane import Point, envelope, polygon_area
@@ -99,6 +98,10 @@ def match(a: Sequence[Comparable], b: Sequence[Comparable], threshold: float = 0
                 # Pairs under the threshold weigh nothing: the assignment may still pair them to fill
                 # its square, and they are left out below.
                 scores[i, j] = value if value >= threshold and value > 0 else 0.0
+        # Imported here: scipy costs every process that imports the formats ~45 MB, and only a
+        # consensus or a comparison of annotations with more than one region each needs it.
+        from scipy.optimize import linear_sum_assignment
+
         for i, j in zip(*linear_sum_assignment(scores, maximize=True)):
             if scores[i, j] > 0:
                 pairs.append(Match(rows[i], cols[j], float(scores[i, j])))
