@@ -20,7 +20,6 @@ import hashlib
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -38,6 +37,7 @@ from lsflow.core.model.selection import AnnotationPolicy
 from lsflow.core.model.task import ImageSize
 
 INDEX_FILE = "index.parquet"
+_RECORD_BATCH = 4096  # index rows of written tasks held before they are written out
 MANIFEST_FILE = "manifest.json"
 _SCHEMA = pa.schema([
     ("task_id", pa.int64()), ("key", pa.binary()),
@@ -189,71 +189,51 @@ def _running_total(values: np.ndarray) -> np.ndarray:
     return np.concatenate(([0], np.cumsum(values, dtype=np.int64)))
 
 
-@dataclass(slots=True)
-class FreshRows:
-    """Consecutive tasks written by this export: rows of the recorder's own table."""
-
-    start: int
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
-class KeptRows:
-    """Consecutive tasks reused from the previous export: its index rows, records moved by `shifts`."""
-
-    previous: PreviousOutputs
-    first: int
-    count: int
-    shifts: np.ndarray  # one offset a stream
-
-
 class OutputRecorder:
-    """Writes the index of the export being made: rows of tasks written, and runs of the previous
-    index's rows for the tasks reused, put together in task order when the export finishes."""
+    """Writes the index of the export being made into its (staging) directory as the tasks come, in task
+    order: rows of tasks written, a few thousand at a time, and runs of the previous index's rows for the
+    tasks reused. Memory holds one batch of rows however many tasks the export has."""
 
     def __init__(self, directory: Path, fingerprint_now: str, streams: dict[str, Stream]):
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self._fingerprint = fingerprint_now
         self._streams = streams
-        self._fresh: list[tuple] = []  # rows of the index, as `_SCHEMA` orders its columns
-        self._pieces: list[FreshRows | KeptRows] = []  # in task order
+        self._fresh: list[tuple] = []  # rows of the index not yet written, as `_SCHEMA` orders its columns
+        self._writer = pq.ParquetWriter(directory / INDEX_FILE, _SCHEMA)
 
     def add(self, task_id: Any, key: bytes, spans: list[Span], files: list[str], account: TaskAccount) -> None:
         selection = account.selection
-        last = self._pieces[-1] if self._pieces else None
-        if isinstance(last, FreshRows):
-            last.count += 1
-        else:
-            self._pieces.append(FreshRows(len(self._fresh), 1))
         self._fresh.append((task_id, key, [start for start, _ in spans], [length for _, length in spans], files,
                             selection.annotations_exported, selection.annotations_skipped, selection.regions_in,
                             account.written, account.clipped, account.dropped, account.images_skipped))
+        if len(self._fresh) >= _RECORD_BATCH:
+            self._flush()
 
     def add_kept(self, previous: PreviousOutputs, first: int, count: int, shifts: np.ndarray) -> None:
-        self._pieces.append(KeptRows(previous, first, count, shifts))
+        """A run of the previous index's rows, its records moved by `shifts` (one offset a stream)."""
+        self._flush()
+        starts = previous.starts[first:first + count] + shifts
+        offsets = pa.array(np.arange(0, starts.size + 1, starts.shape[1], dtype=np.int32))
+        moved = pa.ListArray.from_arrays(offsets, pa.array(starts.reshape(-1), type=pa.int64()))
+        rows = previous.index.slice(first, count)
+        self._writer.write_table(rows.set_column(rows.schema.get_field_index("starts"), "starts", moved))
 
     def finish(self, dataset_dir: Path) -> None:
-        """Write the index and note the stream files as they are now, published in `dataset_dir`."""
-        fresh = table_of_rows(self._fresh, _SCHEMA)
-        tables = []
-        for piece in self._pieces:
-            if isinstance(piece, FreshRows):
-                tables.append(fresh.slice(piece.start, piece.count))
-                continue
-            previous, first, count = piece.previous, piece.first, piece.count
-            starts = previous.starts[first:first + count] + piece.shifts
-            offsets = pa.array(np.arange(0, starts.size + 1, starts.shape[1], dtype=np.int32))
-            moved = pa.ListArray.from_arrays(offsets, pa.array(starts.reshape(-1), type=pa.int64()))
-            rows = previous.index.slice(first, count)
-            tables.append(rows.set_column(rows.schema.get_field_index("starts"), "starts", moved))
-        pq.write_table(pa.concat_tables(tables) if tables else fresh, self.directory / INDEX_FILE)
+        """Close the index and note the stream files as they are now, published in `dataset_dir`."""
+        self._flush()
+        self._writer.close()
         sources = {}
         for name, stream in self._streams.items():
             status = _stream_path(stream, self.directory, dataset_dir).stat()
             sources[name] = [status.st_size, status.st_mtime_ns]
         manifest = {"fingerprint": self._fingerprint, "streams": list(self._streams), "sources": sources}
         (self.directory / MANIFEST_FILE).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+
+    def _flush(self) -> None:
+        if self._fresh:
+            self._writer.write_table(table_of_rows(self._fresh, _SCHEMA))
+            self._fresh.clear()
 
 
 def _stream_path(stream: Stream, reuse_dir: Path, dataset_dir: Path) -> Path:
