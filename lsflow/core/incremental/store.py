@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -178,51 +179,120 @@ def upsert_store(previous: Path, incoming: Iterable[Task], deleted_ids: set[int]
 
     Tasks keep their place (new ones follow, by id: task ids only grow), so the result equals a
     store of a full export of the same project state; applying the same changes twice gives the same
-    store. The rows of untouched tasks are copied as they are.
+    store. The rows of untouched tasks are copied as they are, a batch at a time: only the changed
+    tasks and the old tasks' ids (24 bytes a task) are in memory, however large the store.
     """
     changes = StoreChanges()
     updates = {task.id: task for task in incoming if task.id not in deleted_ids}  # the changed set: small
     rows = _Rows(image_key)
     digests = {task_id: rows.add(task)[0] for task_id, task in updates.items()}
     fresh = rows.tables()
-    old = {name: pq.read_table(previous / f"{name}.parquet") for name in TABLES}
-    old_ids = old["tasks"].column("task_id").to_pylist()
-    place = {task_id: position for position, task_id in enumerate(old_ids)}
-    old_digests = old["tasks"].column("content_hash").to_pylist()
-    for task_id, digest in digests.items():
-        if task_id not in place:
-            changes.new += 1
-        elif old_digests[place[task_id]] == digest:
-            changes.unchanged += 1
-        else:
-            changes.changed += 1
-    changes.deleted = sum(1 for task_id in old_ids if task_id in deleted_ids)
-    # Where each incoming task goes: its old place, or after every old task in id order.
-    newcomers = sorted(task_id for task_id in updates if task_id not in place)
-    after = {task_id: len(old_ids) + rank for rank, task_id in enumerate(newcomers)}
-    replaced = pa.array(list(deleted_ids | set(updates)), type=pa.int64())
-    tables = {}
-    for name in TABLES:
-        kept = old[name].filter(pc.invert(pc.is_in(old[name].column("task_id"), value_set=replaced)))
-        tables[name] = pa.concat_tables([kept, fresh[name]])
-    positions = [place[task_id] if task_id in place else after[task_id]
-                 for task_id in tables["tasks"].column("task_id").to_pylist()]
-    tables["tasks"] = tables["tasks"].take(pc.sort_indices(pa.array(positions, type=pa.int64())))
-    order = tables["tasks"].column("task_id")
-    for name in ("annotations", "regions"):  # grouped by task, in task order; a task's rows keep theirs
-        table = tables[name]
-        task_position = pc.index_in(table.column("task_id"), value_set=order)
-        sequence = pa.array(range(table.num_rows), type=pa.int64())
-        keys = pa.table({"task": task_position, "row": sequence})
-        tables[name] = table.take(pc.sort_indices(keys, sort_keys=[("task", "ascending"), ("row", "ascending")]))
+    places = _Places(previous / "tasks.parquet")
+    replaced = np.array(sorted(deleted_ids | set(updates)), dtype=np.int64)
+    # Where each changed task's rows go: at its old place, or after every old task in id order.
+    found = places.find(np.array(sorted(updates), dtype=np.int64))
+    inserts = sorted((int(place), task_id) for task_id, place in zip(sorted(updates), found) if place >= 0)
+    newcomers = [task_id for task_id, place in zip(sorted(updates), found) if place < 0]
+    changes.new = len(newcomers)
     directory.mkdir(parents=True, exist_ok=True)
     writers = _writers(directory)
+    def count(gone: pa.Table) -> None:  # the old rows of changed and deleted tasks, on their way out
+        for task_id, old_digest in zip(gone.column("task_id").to_pylist(), gone.column("content_hash").to_pylist()):
+            if task_id in deleted_ids:
+                changes.deleted += 1
+            elif digests[task_id] == old_digest:
+                changes.unchanged += 1
+            else:
+                changes.changed += 1
+
     try:
-        _write(writers, tables)
+        for name in TABLES:
+            _upsert_table(previous / f"{name}.parquet", writers[name], places, replaced, fresh[name], inserts,
+                          newcomers, count if name == "tasks" else None)
     finally:
         for writer in writers.values():
             writer.close()
-    return _finish(directory, manifest, tables), changes
+    return _finish(directory, manifest), changes
+
+
+_UPSERT_ROWS = 16_384  # annotation and region rows read at a time by an upsert
+
+
+class _Places:
+    """The old store's task ids in its order, for a row's task place: 24 bytes a task."""
+
+    def __init__(self, tasks_file: Path):
+        parquet = pq.ParquetFile(tasks_file, pre_buffer=False)
+        ids = [batch.column(0).to_numpy() for batch in parquet.iter_batches(batch_size=65_536, columns=["task_id"])]
+        self.ids = np.concatenate(ids) if ids else np.array([], dtype=np.int64)
+        self._order = np.argsort(self.ids, kind="stable")
+        self._sorted = self.ids[self._order]
+
+    def find(self, task_ids: np.ndarray) -> np.ndarray:
+        """Each id's place in the old store, -1 where it has none."""
+        at = np.searchsorted(self._sorted, task_ids).clip(0, max(len(self._sorted) - 1, 0))
+        if not len(self._sorted):
+            return np.full(len(task_ids), -1, dtype=np.int64)
+        return np.where(self._sorted[at] == task_ids, self._order[at], -1)
+
+
+def _upsert_table(path: Path, writer: pq.ParquetWriter, places: _Places, replaced: np.ndarray, fresh: pa.Table,
+                  inserts: list[tuple[int, int]], newcomers: list[int],
+                  on_replaced: Callable[[pa.Table], None] | None) -> None:
+    """One table of the upserted store, written batch by batch: the old rows, less those of replaced
+    tasks, with each changed task's fresh rows at its place, then the new tasks' rows in id order.
+    The old rows are grouped by task in task order (as the store writes them), which is checked."""
+    fresh_ids = fresh.column("task_id").to_pylist()
+    spans: dict[int, tuple[int, int]] = {}  # a task's fresh rows (consecutive: added task by task)
+    for row, task_id in enumerate(fresh_ids):
+        first, _ = spans.get(task_id, (row, 0))
+        spans[task_id] = (first, row + 1 - first)
+    pending = iter(inserts)
+    insert = next(pending, None)
+    last_place = -1
+    parquet = pq.ParquetFile(path, pre_buffer=False)
+    for batch in parquet.iter_batches(batch_size=BATCH_TASKS if path.name == "tasks.parquet" else _UPSERT_ROWS):
+        ids = batch.column("task_id").to_numpy()
+        row_places = places.find(ids)
+        if (row_places < 0).any() or row_places[0] < last_place or (np.diff(row_places) < 0).any():
+            raise ValueError(f"{path}: rows are not grouped by task in the order of the store's tasks; "
+                             "export in full (`lsflow export --full`, run config `full: true`)")
+        last_place = int(row_places[-1])
+        gone = np.isin(ids, replaced)
+        pieces: list[pa.Table] = []
+        start = 0
+        while insert is not None and insert[0] < last_place:  # the batch has rows of tasks after its place
+            cut = int(np.searchsorted(row_places, insert[0], side="right"))
+            pieces.append(_kept(batch, gone, start, cut, on_replaced))
+            pieces.append(_fresh_rows(fresh, spans, insert[1]))
+            start, insert = cut, next(pending, None)
+        pieces.append(_kept(batch, gone, start, batch.num_rows, on_replaced))
+        _write_rows(writer, pieces, path)
+    rest = ([insert[1]] if insert is not None else []) + [task_id for _, task_id in pending] + newcomers
+    tail = [_fresh_rows(fresh, spans, task_id) for task_id in rest]
+    _write_rows(writer, tail, path)
+
+
+def _kept(batch: pa.RecordBatch, gone: np.ndarray, start: int, end: int,
+          on_replaced: Callable[[pa.Table], None] | None) -> pa.Table:
+    rows = pa.Table.from_batches([batch.slice(start, end - start)])
+    dropped = gone[start:end]
+    if not dropped.any():
+        return rows
+    if on_replaced is not None:
+        on_replaced(rows.filter(pa.array(dropped)))
+    return rows.filter(pa.array(~dropped))
+
+
+def _fresh_rows(fresh: pa.Table, spans: dict[int, tuple[int, int]], task_id: int) -> pa.Table:
+    first, length = spans.get(task_id, (0, 0))
+    return fresh.slice(first, length)
+
+
+def _write_rows(writer: pq.ParquetWriter, pieces: list[pa.Table], path: Path) -> None:
+    table = pa.concat_tables(pieces) if pieces else None
+    if table is not None and table.num_rows:
+        writer.write_table(table, row_group_size=BATCH_TASKS if path.name == "tasks.parquet" else None)
 
 
 # What the summary is made of (`_finish`).
@@ -248,7 +318,7 @@ def _finish(directory: Path, manifest: dict[str, Any], tables: dict[str, pa.Tabl
         if tables is not None:
             yield from tables[name].select(_SUMMARY_COLUMNS[name]).to_batches(max_chunksize=_SUMMARY_BATCH)
         else:
-            yield from pq.ParquetFile(directory / f"{name}.parquet").iter_batches(
+            yield from pq.ParquetFile(directory / f"{name}.parquet", pre_buffer=False).iter_batches(
                 batch_size=_SUMMARY_BATCH, columns=_SUMMARY_COLUMNS[name])
 
     digest = hashlib.sha256()
@@ -301,7 +371,7 @@ def iter_store_tasks(directory: Path) -> Iterator[Task]:
 def iter_store_entries(directory: Path) -> Iterator[TaskEntry]:
     """The store's tasks for the export pipeline, unparsed: what naming and reuse need comes from the
     columns, the task from its stored JSON when a writer needs it."""
-    parquet = pq.ParquetFile(directory / "tasks.parquet")
+    parquet = pq.ParquetFile(directory / "tasks.parquet", pre_buffer=False)
     position = 0
     columns = ["task_id", "updated_at", "image_ref", "image_width", "image_height", "content_hash", "raw_json"]
     for batch in parquet.iter_batches(batch_size=BATCH_TASKS, columns=columns):
