@@ -21,6 +21,7 @@ import re
 import warnings
 import xml.etree.ElementTree as ElementTree
 from array import array
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import yaml
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
@@ -87,75 +89,91 @@ def _colour(name: str, colours: dict[str, Colour]) -> Colour:
     return found
 
 
-def write_card(folder: Path, manifest: dict, tasks: pa.Table, media: MediaLookup | None = None) -> None:
-    """Write README.md and lsflow_card/*.png into `folder` (a finished dataset of one format)."""
+def write_card(folder: Path, manifest: dict, tasks: pa.Table | Path, media: MediaLookup | None = None) -> None:
+    """Write README.md and lsflow_card/*.png into `folder` (a finished dataset of one format). `tasks`: the
+    version's task table, or its Parquet file (read a batch at a time: a million tasks never in memory)."""
     report = _read_json(folder / REPORT_FILE)
     format_name = str(manifest.get("format") or report.get("format") or "")
     card_dir = folder / CARD_DIR
     card_dir.mkdir(exist_ok=True)
-    splits, counts = class_split_counts(tasks)
-    _save_png(class_counts_chart(splits, counts), card_dir / CLASS_COUNTS_PNG)
-    colours = class_colours([*counts, *(report.get("labels") or {})])
+    facts = task_facts(tasks)
+    _save_png(class_counts_chart(facts.splits, facts.counts), card_dir / CLASS_COUNTS_PNG)
+    colours = class_colours([*facts.counts, *(report.get("labels") or {})])
     try:
-        preview_note = write_preview(folder, format_name, manifest, tasks, media, card_dir / PREVIEW_PNG, colours)
+        preview_note = write_preview(folder, format_name, manifest, facts, media, card_dir / PREVIEW_PNG, colours)
     except (OSError, ValueError, KeyError, IndexError) as error:  # the card describes; it never blocks a version
         (card_dir / PREVIEW_PNG).unlink(missing_ok=True)
         preview_note = f"drawing it failed ({type(error).__name__}: {error})"
-    text = render_card(manifest, report, tasks, splits, counts, preview_note)
+    text = render_card(manifest, report, facts, preview_note)
     (folder / CARD_FILE).write_text(text, encoding="utf-8")
 
 
 # --- facts from the task table ------------------------------------------------------------------------
 
 
-def class_split_counts(tasks: pa.Table) -> tuple[list[str], dict[str, dict[str, int]]]:
-    """The splits (train, val, test order; "all" for formats without splits) and class → split → regions."""
-    labels = tasks.column("labels").combine_chunks() if tasks.num_rows else pa.array([], pa.list_(pa.string()))
-    split_column = tasks.column("split").combine_chunks() if tasks.num_rows else pa.array([], pa.string())
-    split_column = pc.fill_null(split_column, NO_SPLIT)
-    present = [s for s in pc.unique(split_column).to_pylist() if s is not None]
-    splits = [s for s in SPLIT_ORDER if s in present] + sorted(s for s in present if s not in SPLIT_ORDER)
-    if not splits:
-        splits = [NO_SPLIT]
-    flat = pc.list_flatten(labels)
-    if len(flat) == 0:
-        return splits, {}
-    region_splits = pc.take(split_column, pc.list_parent_indices(labels))
-    grouped = pa.table({"label": pc.fill_null(flat, "(no label)"), "split": region_splits}).group_by(
-        ["label", "split"]).aggregate([([], "count_all")])
-    counts: dict[str, dict[str, int]] = {}
-    for label, split, count in zip(grouped.column("label").to_pylist(), grouped.column("split").to_pylist(),
-                                   grouped.column("count_all").to_pylist()):
-        counts.setdefault(label, {})[split] = count
-    return splits, counts
+_FACTS_BATCH = 65_536  # tasks summed up at a time
 
 
-def annotator_counts(tasks: pa.Table) -> list[tuple[str, int]]:
-    """Annotator → annotations, most first (ties by name)."""
-    annotations = _flat_annotations(tasks)
-    if annotations is None or len(annotations) == 0:
-        return []
-    names = pc.fill_null(annotations.field("annotator"), "(unknown)")
-    counted = pc.value_counts(names)
-    pairs = zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist())
-    return sorted(pairs, key=lambda pair: (-pair[1], pair[0]))
+@dataclass
+class TaskFacts:
+    """What the card says about a version's tasks, summed up a batch of tasks at a time."""
+
+    tasks: int = 0
+    splits: list[str] = field(default_factory=list)  # train, val, test order; "all" for formats without splits
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # class → split → regions
+    annotators: list[tuple[str, int]] = field(default_factory=list)  # annotator → annotations, most first
+    first_update: str | None = None  # the first and last `updated_at` of the annotations
+    last_update: str | None = None
+    ground_truth: int = 0  # annotations marked ground truth
+    labelled: np.ndarray | None = None  # the ids of tasks with labels; None for no tasks
 
 
-def annotation_dates(tasks: pa.Table) -> tuple[str | None, str | None, int]:
-    """The first and last `updated_at` of the dataset's annotations, and how many are ground truth."""
-    annotations = _flat_annotations(tasks)
-    if annotations is None or len(annotations) == 0:
-        return None, None, 0
-    extremes = pc.min_max(annotations.field("updated_at"))
-    ground_truth = pc.sum(pc.fill_null(annotations.field("ground_truth"), False).cast(pa.int64())).as_py() or 0
-    return extremes["min"].as_py(), extremes["max"].as_py(), ground_truth
+def task_facts(tasks: pa.Table | Path) -> TaskFacts:
+    facts = TaskFacts()
+    present: set[str] = set()
+    annotators: Counter[str] = Counter()
+    labelled: list[np.ndarray] = []
+    for batch in _task_batches(tasks):
+        facts.tasks += batch.num_rows
+        split_column = pc.fill_null(batch.column("split"), NO_SPLIT)
+        present.update(s for s in pc.unique(split_column).to_pylist() if s is not None)
+        labels = batch.column("labels")
+        flat = pc.list_flatten(labels)
+        if len(flat):
+            region_splits = pc.take(split_column, pc.list_parent_indices(labels))
+            grouped = pa.table({"label": pc.fill_null(flat, "(no label)"), "split": region_splits}).group_by(
+                ["label", "split"]).aggregate([([], "count_all")])
+            for label, split, count in zip(grouped.column("label").to_pylist(), grouped.column("split").to_pylist(),
+                                           grouped.column("count_all").to_pylist()):
+                per_split = facts.counts.setdefault(label, {})
+                per_split[split] = per_split.get(split, 0) + count
+        lengths = pc.fill_null(pc.list_value_length(labels), 0)
+        labelled.append(pc.filter(batch.column("task_id"), pc.greater(lengths, 0)).to_numpy())
+        annotations = pc.list_flatten(batch.column("annotations"))
+        if isinstance(annotations, pa.StructArray) and len(annotations):
+            counted = pc.value_counts(pc.fill_null(annotations.field("annotator"), "(unknown)"))
+            annotators.update(dict(zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist())))
+            extremes = pc.min_max(annotations.field("updated_at"))
+            first, last = extremes["min"].as_py(), extremes["max"].as_py()
+            if first is not None and (facts.first_update is None or first < facts.first_update):
+                facts.first_update = first
+            if last is not None and (facts.last_update is None or last > facts.last_update):
+                facts.last_update = last
+            facts.ground_truth += pc.sum(pc.fill_null(annotations.field("ground_truth"), False).cast(pa.int64())
+                                         ).as_py() or 0
+    facts.splits = [s for s in SPLIT_ORDER if s in present] + sorted(s for s in present if s not in SPLIT_ORDER)
+    if not facts.splits:
+        facts.splits = [NO_SPLIT]
+    facts.annotators = sorted(annotators.items(), key=lambda pair: (-pair[1], pair[0]))
+    if facts.tasks:
+        facts.labelled = np.concatenate(labelled)
+    return facts
 
 
-def _flat_annotations(tasks: pa.Table) -> pa.StructArray | None:
-    if tasks.num_rows == 0:
-        return None
-    flat = pc.list_flatten(tasks.column("annotations").combine_chunks())
-    return flat if isinstance(flat, pa.StructArray) else None
+def _task_batches(tasks: pa.Table | Path) -> Iterator[pa.RecordBatch]:
+    if isinstance(tasks, pa.Table):
+        return iter(tasks.to_batches(max_chunksize=_FACTS_BATCH))
+    return pq.ParquetFile(tasks, pre_buffer=False).iter_batches(batch_size=_FACTS_BATCH)
 
 
 def size_category(count: int) -> str:
@@ -171,8 +189,7 @@ def size_category(count: int) -> str:
 # --- README.md ----------------------------------------------------------------------------------------
 
 
-def render_card(manifest: dict, report: dict, tasks: pa.Table, splits: list[str],
-                counts: dict[str, dict[str, int]], preview_note: str | None) -> str:
+def render_card(manifest: dict, report: dict, facts: TaskFacts, preview_note: str | None) -> str:
     format_name = str(manifest.get("format") or report.get("format") or "")
     project = manifest.get("project_id")
     pretty = f"Label Studio project {project} ({format_name})" if project else f"Label Studio dataset ({format_name})"
@@ -180,12 +197,12 @@ def render_card(manifest: dict, report: dict, tasks: pa.Table, splits: list[str]
     category = TASK_CATEGORIES.get(format_name) or ("object-detection" if format_name in VISION_FORMATS else None)
     if category:
         front["task_categories"] = [category]
-    front["size_categories"] = [size_category(tasks.num_rows)]
+    front["size_categories"] = [size_category(facts.tasks)]
     lines = ["---", yaml.safe_dump(front, sort_keys=False, allow_unicode=True, default_flow_style=False).rstrip(),
              "---", "", f"# {pretty}", ""]
-    lines += _summary(manifest, report, tasks)
-    lines += _class_table(splits, counts, report)
-    lines += _annotators(tasks)
+    lines += _summary(manifest, report, facts.tasks)
+    lines += _class_table(facts.splits, facts.counts, report)
+    lines += _annotators(facts)
     lines += _drops(report)
     lines += _how_made(manifest, format_name)
     lines += ["## Pictures", "", f"![Regions per class and split]({CARD_DIR}/{CLASS_COUNTS_PNG})", ""]
@@ -198,7 +215,7 @@ def render_card(manifest: dict, report: dict, tasks: pa.Table, splits: list[str]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def _summary(manifest: dict, report: dict, tasks: pa.Table) -> list[str]:
+def _summary(manifest: dict, report: dict, tasks: int) -> list[str]:
     project = manifest.get("project_id")
     url = manifest.get("label_studio_url")
     project_text = _code(project) if project is not None else "—"
@@ -218,7 +235,7 @@ def _summary(manifest: dict, report: dict, tasks: pa.Table) -> list[str]:
         ("lsflow", _code(manifest.get("lsflow_version"))),
         ("Annotation policy", _code(manifest.get("annotation_policy"))),
         ("Options", ", ".join(f"{_code(k)}={_code(v)}" for k, v in sorted(options.items())) or "none"),
-        ("Tasks", f"{tasks.num_rows:,}"),
+        ("Tasks", f"{tasks:,}"),
     ]
     if report:
         rows.append(("Regions", f"{report.get('regions_in', 0):,} in the annotations, "
@@ -253,9 +270,8 @@ def _class_table(splits: list[str], counts: dict[str, dict[str, int]], report: d
     return lines
 
 
-def _annotators(tasks: pa.Table) -> list[str]:
-    annotators = annotator_counts(tasks)
-    first, last, ground_truth = annotation_dates(tasks)
+def _annotators(facts: TaskFacts) -> list[str]:
+    annotators, first, last, ground_truth = facts.annotators, facts.first_update, facts.last_update, facts.ground_truth
     lines = ["## Annotators", ""]
     if not annotators:
         return [*lines, "No annotations.", ""]
@@ -431,13 +447,13 @@ class Sample:
     normalized: bool = False  # YOLO: coordinates in [0, 1], de-normalized with the image's own size
 
 
-def write_preview(folder: Path, format_name: str, manifest: dict, tasks: pa.Table, media: MediaLookup | None,
+def write_preview(folder: Path, format_name: str, manifest: dict, facts: TaskFacts, media: MediaLookup | None,
                   path: Path, colours: dict[str, Colour] | None = None) -> str | None:
     """Draw the preview into `path`; None when written, else why there is none (said in the card)."""
     if format_name not in VISION_FORMATS:
         path.unlink(missing_ok=True)
         return f"{format_name or 'this format'} is not an image format"
-    samples = list(_samples(folder, format_name, manifest, tasks, media))
+    samples = list(_samples(folder, format_name, manifest, facts.labelled, media))
     if not samples:
         path.unlink(missing_ok=True)
         return ("no task with exported shapes has an image that could be read "
@@ -450,13 +466,12 @@ def write_preview(folder: Path, format_name: str, manifest: dict, tasks: pa.Tabl
     return None
 
 
-def _samples(folder: Path, format_name: str, manifest: dict, tasks: pa.Table,
+def _samples(folder: Path, format_name: str, manifest: dict, labelled: np.ndarray | None,
              media: MediaLookup | None) -> Iterator[Sample]:
     mapping = _FilesMapping(folder)
     if format_name in COCO_FORMATS:
         yield from _coco_samples(folder / COCO_FORMATS[format_name], folder, mapping, media)
         return
-    labelled = _labelled_task_ids(tasks)
     listed = np.unique(mapping.task_ids())
     candidates = listed if labelled is None else listed[np.isin(listed, labelled)]
     lookups = 0
@@ -519,13 +534,6 @@ class _FilesMapping:
         with open(self._path, "rb") as lines:
             lines.seek(int(self._offsets[position]))
             return orjson.loads(lines.readline())
-
-
-def _labelled_task_ids(tasks: pa.Table) -> np.ndarray | None:
-    if tasks.num_rows == 0:
-        return None
-    lengths = pc.fill_null(pc.list_value_length(tasks.column("labels")), 0)
-    return pc.filter(tasks.column("task_id"), pc.greater(lengths, 0)).to_numpy()
 
 
 def _image_path(folder: Path, entry: dict, media: MediaLookup | None) -> Path | None:

@@ -101,7 +101,7 @@ class _RowsByTask:
     batch at a time: `take(task_id)` is the next task's rows."""
 
     def __init__(self, path: Path, columns: list[str], keep: Callable[[pa.RecordBatch], pa.RecordBatch] | None = None):
-        self._batches = pq.ParquetFile(path).iter_batches(batch_size=_LINEAGE_BATCH, columns=columns)
+        self._batches = pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=_LINEAGE_BATCH, columns=columns)
         self._keep = keep
         self._rows: list[tuple] = []
         self._next = 0
@@ -143,16 +143,29 @@ def _classed_regions(batch: pa.RecordBatch) -> pa.RecordBatch:
 
 
 def task_lineage(store_dir: Path, policy: AnnotationPolicy) -> pa.Table:
-    """Per task of the store: its content hash, media, and the annotations the policy exports (no split).
+    """Per task of the store: its content hash, media, and the annotations the policy exports (no split)."""
+    batches = list(_lineage_batches(store_dir, policy))
+    return pa.concat_tables(batches).combine_chunks() if batches else TASKS_SCHEMA.empty_table()
 
-    Read a batch of tasks at a time, with their annotation and region rows beside them (the store keeps
-    a task's rows together, in task order), so a million-task store never becomes Python objects at once."""
-    tasks = pq.ParquetFile(store_dir / "tasks.parquet")
+
+def lineage_file(store_dir: Path, policy: AnnotationPolicy, path: Path) -> Path:
+    """`task_lineage` written to the Parquet file `path` a batch at a time, for `describer`: a million-task
+    project's table (about 230 bytes a task) is never in memory whole."""
+    with pq.ParquetWriter(path, TASKS_SCHEMA) as writer:
+        for batch in _lineage_batches(store_dir, policy):
+            writer.write_table(batch)
+    return path
+
+
+def _lineage_batches(store_dir: Path, policy: AnnotationPolicy) -> Iterator[pa.Table]:
+    """`task_lineage`'s rows, a batch of tasks at a time, with their annotation and region rows read beside
+    them (the store keeps a task's rows together, in task order): a million-task store never becomes
+    Python objects at once."""
+    tasks = pq.ParquetFile(store_dir / "tasks.parquet", pre_buffer=False)
     annotations = _RowsByTask(store_dir / "annotations.parquet", [
         "task_id", "annotation_id", "kind", "was_cancelled", "ground_truth", "completed_by", "created_at", "updated_at"])
     regions = _RowsByTask(store_dir / "regions.parquet", ["task_id", "annotation_id", "kind", "type", "labels"],
                           _classed_regions)
-    batches = []
     for batch in tasks.iter_batches(batch_size=_LINEAGE_BATCH,
                                     columns=["task_id", "content_hash", "image_ref", "updated_at"]):
         rows: dict[str, list] = {name: [] for name in TASKS_SCHEMA.names}
@@ -175,10 +188,9 @@ def task_lineage(store_dir: Path, policy: AnnotationPolicy) -> pa.Table:
             rows["labels"].append([label for a in chosen if a.id is not None for label in labels.get(a.id, ())])
             rows["annotations"].append([{"id": a.id, "annotator": annotator_of(a.completed_by),
                                          "updated_at": a.updated_at, "ground_truth": a.ground_truth} for a in chosen])
-        batches.append(pa.table(rows, schema=TASKS_SCHEMA))
+        yield pa.table(rows, schema=TASKS_SCHEMA)
     if not (annotations.exhausted() and regions.exhausted()):
         raise ValueError(f"{store_dir}: annotation or region rows are not grouped in the order of the tasks")
-    return pa.concat_tables(batches).combine_chunks() if batches else TASKS_SCHEMA.empty_table()
 
 
 def with_splits(tasks: pa.Table, format_name: str) -> pa.Table:
@@ -189,17 +201,30 @@ def with_splits(tasks: pa.Table, format_name: str) -> pa.Table:
     return tasks.set_column(tasks.schema.get_field_index("split"), "split", splits)
 
 
-def describer(versions_root: Path, facts: BuildFacts, tasks: Callable[[], pa.Table], media: MediaLookup | None,
-              write_card: Callable[[Path, dict, pa.Table, MediaLookup | None], None] | None) -> Callable[[str], Describe]:
+def _lineage_tables(tasks: pa.Table | Path) -> Iterator[pa.Table]:
+    """A lineage table (or the Parquet file `lineage_file` wrote) a batch of tasks at a time."""
+    if isinstance(tasks, pa.Table):
+        for batch in tasks.to_batches(max_chunksize=_LINEAGE_BATCH):
+            yield pa.Table.from_batches([batch], schema=TASKS_SCHEMA)
+        return
+    for batch in pq.ParquetFile(tasks, pre_buffer=False).iter_batches(batch_size=_LINEAGE_BATCH):
+        yield pa.Table.from_batches([batch]).cast(TASKS_SCHEMA)
+
+
+def describer(versions_root: Path, facts: BuildFacts, tasks: Callable[[], pa.Table | Path], media: MediaLookup | None,
+              write_card: Callable[[Path, dict, pa.Table | Path, MediaLookup | None], None] | None,
+              ) -> Callable[[str], Describe]:
     """Per format, what writes a new version's manifest, task table and card into its folder. `tasks` gives
-    the lineage table when the first version is described, after the export pass: the processes the pass
-    forks do not start with it in their memory."""
+    the lineage (a table, or better the file `lineage_file` wrote) when the first version is described,
+    after the export pass: the processes the pass forks do not start with it in their memory. The version's
+    task table is written, compared with the previous one and summed up for the card a batch at a time."""
 
     def for_format(format_name: str) -> Describe:
-        format_tasks = with_splits(tasks(), format_name)
-
         def describe(folder: Path, version: str, previous: str | None, files: FilesSummary) -> None:
-            pq.write_table(format_tasks, folder / TASKS_FILE)
+            format_tasks = folder / TASKS_FILE
+            with pq.ParquetWriter(format_tasks, TASKS_SCHEMA) as writer:
+                for table in _lineage_tables(tasks()):
+                    writer.write_table(with_splits(table, format_name))
             changes = None
             previous_tasks = versions_root / format_name / (previous or "") / TASKS_FILE
             if previous is not None and previous_tasks.is_file():
@@ -345,16 +370,21 @@ def _rows_in_id_order(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[int, 
             yield task_id, content_hash, task_annotations
 
 
-def diff_counts(previous_tasks: Path, tasks: pa.Table) -> dict[str, int]:
+def diff_counts(previous_tasks: Path, tasks: pa.Table | Path) -> dict[str, int]:
     """`diff_tables(previous, tasks).counts()`, walking both task tables side by side in id order a batch at
     a time (a million-task version's table is never turned into Python rows at once)."""
     columns = ["task_id", "content_hash", "annotations"]
+
+    def batches(table: pa.Table | Path) -> Iterator[pa.RecordBatch]:
+        if isinstance(table, pa.Table):
+            return iter(table.select(columns).to_batches(max_chunksize=_LINEAGE_BATCH))
+        return pq.ParquetFile(table, pre_buffer=False).iter_batches(batch_size=_LINEAGE_BATCH, columns=columns)
+
     try:
-        return _walk_counts(
-            _rows_in_id_order(pq.ParquetFile(previous_tasks).iter_batches(batch_size=_LINEAGE_BATCH, columns=columns)),
-            _rows_in_id_order(iter(tasks.select(columns).to_batches(max_chunksize=_LINEAGE_BATCH))))
+        return _walk_counts(_rows_in_id_order(batches(previous_tasks)), _rows_in_id_order(batches(tasks)))
     except ValueError:  # not in id order (a store of unsorted ids): compared whole
-        return diff_tables(pq.read_table(previous_tasks), tasks).counts()
+        return diff_tables(pq.read_table(previous_tasks),
+                           tasks if isinstance(tasks, pa.Table) else pq.read_table(tasks)).counts()
 
 
 def _walk_counts(old_rows: Iterator[tuple[int, str, list[dict]]],

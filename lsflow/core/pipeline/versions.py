@@ -202,7 +202,7 @@ def _previous_digests(previous_dir: Path | None) -> Iterator[tuple[str, str]]:
     if previous_dir is None:
         return
     try:
-        parquet = pq.ParquetFile(previous_dir / FILES_FILE)
+        parquet = pq.ParquetFile(previous_dir / FILES_FILE, pre_buffer=False)
     except (OSError, pa.ArrowException):
         return
     for batch in parquet.iter_batches(batch_size=_DIGEST_BATCH, columns=["path", "sha256"]):
