@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 import warnings
 import xml.etree.ElementTree as ElementTree
@@ -25,7 +26,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import orjson
@@ -606,6 +607,9 @@ def _yolo_marks(folder: Path, entry: dict, kind: str, names: list[str]) -> list[
 
 # COCO: lsflow's writer puts images and categories first, then one record per annotation beginning
 # `{"id":N,"image_id":M,`; JSON strings escape their quotes, so the pattern only matches a record's start.
+_COCO_HEAD_START = b'{"images":['
+_COCO_IMAGE = re.compile(rb'\{"id":(-?\d+),')
+_COCO_IMAGES_END = b'],"categories":'
 _COCO_HEAD_END = b',"annotations":['
 _COCO_RECORD = re.compile(rb'\{"id":\d+,"image_id":(\d+),')
 _COCO_TAIL = b'],"info":'
@@ -617,84 +621,142 @@ def _coco_samples(result: Path, folder: Path, mapping: _FilesMapping,
     scanned = _scan_coco(result)
     if scanned is None:
         return
-    head, starts, image_ids, end = scanned
-    images = {image["id"]: image for image in head.get("images") or ()}
-    categories = {c["id"]: c["name"] for c in head.get("categories") or ()}
+    layout, image_ids = scanned
     order = np.unique(image_ids) if len(image_ids) else np.array([], dtype=np.int64)
     chosen: list[tuple[int, Path, dict]] = []
     lookups = 0
-    for image_id in order.tolist():
-        image = images.get(image_id)
-        if image is None:
-            continue
-        entry = mapping.get(image_id) or {"image_file": image.get("file_name")}
-        entry = {**entry, "image_file": image.get("file_name") or entry.get("image_file")}
-        lookups += 1
-        path = _image_path(folder, entry, media)
-        if path is not None:
-            chosen.append((image_id, path, image))
-            if len(chosen) == PREVIEW_TASKS:
+    with open(result, "rb") as stream:
+        for image_id in order.tolist():
+            image = layout.image(stream, image_id)
+            if image is None:
+                continue
+            entry = mapping.get(image_id) or {"image_file": image.get("file_name")}
+            entry = {**entry, "image_file": image.get("file_name") or entry.get("image_file")}
+            lookups += 1
+            path = _image_path(folder, entry, media)
+            if path is not None:
+                chosen.append((image_id, path, image))
+                if len(chosen) == PREVIEW_TASKS:
+                    break
+            if lookups >= IMAGE_LOOKUPS:
                 break
-        if lookups >= IMAGE_LOOKUPS:
-            break
     if not chosen:
         return
     wanted = {image_id for image_id, _, _ in chosen}
-    ends = np.append(starts[1:] - 1, end)  # a record ends before the comma that starts the next
     records: dict[int, list[dict]] = {image_id: [] for image_id in wanted}
-    with open(result, "rb") as stream:
-        for index in np.flatnonzero(np.isin(image_ids, list(wanted))).tolist():
-            stream.seek(int(starts[index]))
-            record = orjson.loads(stream.read(int(ends[index] - starts[index])))
-            records[record["image_id"]].append(record)
+    for record in _coco_records(result, layout, wanted):
+        records[record["image_id"]].append(record)
     for image_id, path, _ in chosen:
-        yield Sample(image_id, path, [_coco_mark(record, categories) for record in records[image_id]])
+        yield Sample(image_id, path, [_coco_mark(record, categories=layout.categories) for record in records[image_id]])
 
 
-def _scan_coco(result: Path) -> tuple[dict, np.ndarray, np.ndarray, int] | None:
-    """One pass in chunks: the head (images, categories) parsed, each annotation record's offset and
-    image id found without parsing it. None when the file is missing or not laid out as lsflow writes
-    it (then no preview rather than a guess)."""
+@dataclass
+class _CocoLayout:
+    """Where things are in a COCO file as lsflow writes it: each image record's id and offset (16 bytes an
+    image), the categories, and the annotations' byte range. Images are parsed only when looked up."""
+
+    image_ids: np.ndarray  # in file order
+    image_starts: np.ndarray
+    images_end: int  # where the images array's `]` is
+    categories: dict[Any, str]
+    annotations: tuple[int, int]  # [start, end) of the annotation records
+
+    def image(self, stream: BinaryIO, image_id: int) -> dict | None:
+        found = np.flatnonzero(self.image_ids == image_id)
+        if not len(found):
+            return None
+        index = int(found[-1])  # the last record of the id, as a dict built from the list would keep
+        end = int(self.image_starts[index + 1]) - 1 if index + 1 < len(self.image_starts) else self.images_end
+        stream.seek(int(self.image_starts[index]))
+        return orjson.loads(stream.read(end - int(self.image_starts[index])))
+
+
+def _chunks(stream: BinaryIO, start: int, end: int, keep: int = 64) -> Iterator[tuple[int, bytes, int]]:
+    """(file offset of the buffer, buffer, limit) over [start, end): a match starting before `limit` is
+    whole in the buffer (records' starts are shorter than `keep`), one after it is found next time."""
+    stream.seek(start)
+    offset, buffer = start, b""
+    while True:
+        chunk = stream.read(min(_CHUNK, end - offset - len(buffer)))
+        limit = len(buffer) if not chunk else max(len(buffer) - keep, 0)
+        yield offset, buffer, limit
+        if not chunk:
+            return
+        offset += limit
+        buffer = buffer[limit:] + chunk
+
+
+def _scan_coco(result: Path) -> tuple[_CocoLayout, np.ndarray] | None:
+    """One pass in chunks: each image record's offset and id, the categories, each annotation record's
+    image id, all found without parsing the records. None when the file is missing or not laid out as
+    lsflow writes it (then no preview rather than a guess)."""
     try:
         stream = open(result, "rb")  # noqa: SIM115 (closed by the with below)
     except OSError:
         return None
     with stream:
-        buffer = b""
-        while _COCO_HEAD_END not in buffer:
-            chunk = stream.read(_CHUNK)
-            if not chunk:
-                return None
-            buffer += chunk
-        cut = buffer.index(_COCO_HEAD_END)
+        size = os.fstat(stream.fileno()).st_size
+        if stream.read(len(_COCO_HEAD_START)) != _COCO_HEAD_START:
+            return None
+        image_ids, image_starts = array("q"), array("q")
+        images_end = None
+        for offset, buffer, limit in _chunks(stream, len(_COCO_HEAD_START), size):
+            at = buffer.find(_COCO_IMAGES_END)
+            for match in _COCO_IMAGE.finditer(buffer, 0, at if at >= 0 else len(buffer)):
+                if at < 0 and match.start() >= limit:
+                    break
+                image_starts.append(offset + match.start())
+                image_ids.append(int(match.group(1)))
+            if at >= 0:
+                images_end = offset + at
+                break
+        if images_end is None:
+            return None
+        stream.seek(images_end + len(_COCO_IMAGES_END))
+        head = stream.read(_CHUNK)
+        if _COCO_HEAD_END not in head:
+            return None
         try:
-            head = orjson.loads(buffer[:cut] + b"}")
+            categories = orjson.loads(head[:head.index(_COCO_HEAD_END)])
         except orjson.JSONDecodeError:
             return None
-        offset = cut + len(_COCO_HEAD_END)  # the file offset of buffer[0]
-        buffer = buffer[offset:]
-        starts: list[int] = []
-        image_ids: list[int] = []
-        keep = 64  # longer than a record's start: one starting in the last `keep` bytes is found next time
-        while True:
-            chunk = stream.read(_CHUNK)
-            limit = len(buffer) if not chunk else max(len(buffer) - keep, 0)
+        start = images_end + len(_COCO_IMAGES_END) + head.index(_COCO_HEAD_END) + len(_COCO_HEAD_END)
+        stream.seek(max(size - 65536, 0))
+        last = stream.read()
+        tail_at = last.rfind(_COCO_TAIL)
+        if tail_at < 0:
+            return None
+        end = size - len(last) + tail_at
+        annotated = array("q")
+        for _, buffer, limit in _chunks(stream, start, end):
             for match in _COCO_RECORD.finditer(buffer):
                 if match.start() >= limit:
                     break
-                starts.append(offset + match.start())
-                image_ids.append(int(match.group(1)))
-            if not chunk:
-                break
-            offset += limit
-            buffer = buffer[limit:] + chunk
-        size = stream.tell()
-        stream.seek(max(size - 65536, 0))
-        last = stream.read()
-    tail_at = last.rfind(_COCO_TAIL)
-    if tail_at < 0:
-        return None
-    return head, np.array(starts, dtype=np.int64), np.array(image_ids, dtype=np.int64), size - len(last) + tail_at
+                annotated.append(int(match.group(1)))
+    layout = _CocoLayout(np.frombuffer(image_ids, dtype=np.int64), np.frombuffer(image_starts, dtype=np.int64),
+                         images_end, {c["id"]: c["name"] for c in categories or ()}, (start, end))
+    return layout, np.frombuffer(annotated, dtype=np.int64)
+
+
+def _coco_records(result: Path, layout: _CocoLayout, wanted: set[int]) -> Iterator[dict]:
+    """The annotation records of the `wanted` images, in file order (a second pass, parsing only those)."""
+    start, end = layout.annotations
+    with open(result, "rb") as stream, open(result, "rb") as records:
+        pending: int | None = None  # the file offset of a wanted record, read once the next one starts
+        for offset, buffer, limit in _chunks(stream, start, end):
+            for match in _COCO_RECORD.finditer(buffer):
+                if match.start() >= limit:
+                    break
+                if pending is not None:
+                    yield _record_at(records, pending, offset + match.start() - 1)
+                pending = offset + match.start() if int(match.group(1)) in wanted else None
+        if pending is not None:
+            yield _record_at(records, pending, end)
+
+
+def _record_at(stream: BinaryIO, start: int, end: int) -> dict:
+    stream.seek(start)
+    return orjson.loads(stream.read(end - start))
 
 
 def _coco_mark(record: dict, categories: dict[Any, str]) -> Mark:
