@@ -296,7 +296,7 @@ def _write_rows(writer: pq.ParquetWriter, pieces: list[pa.Table], path: Path) ->
 
 
 # What the summary is made of (`_finish`).
-_SUMMARY_BATCH = 65_536
+_SUMMARY_BATCH = 16_384
 _SUMMARY_COLUMNS = {"tasks": ["task_id", "updated_at", "content_hash"], "annotations": ["kind"],
                     "regions": ["kind", "annotation_cancelled", "label"]}
 
