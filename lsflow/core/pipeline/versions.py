@@ -134,17 +134,17 @@ def _write_digests(folder: Path, previous_dir: Path | None) -> tuple[str, FilesS
     are walked side by side in path order, a batch at a time: a version of a million files holds its
     paths as one Arrow column, not as a dictionary of Python objects."""
     paths, inodes, sizes = _listing(folder)
-    order = pc.sort_indices(paths)
-    paths, inodes, sizes = paths.take(order), inodes.take(order), sizes.take(order)
+    order = pc.sort_indices(paths)  # taken a batch at a time: the listing is never copied whole in order
     previous_rows = _previous_digests(previous_dir)
     previous_row = next(previous_rows, None)
     digest = hashlib.sha256()
     total = 0
     with pq.ParquetWriter(folder / FILES_FILE, FILES_SCHEMA) as writer:
         for start in range(0, len(paths), _DIGEST_BATCH):
-            batch_paths = paths.slice(start, _DIGEST_BATCH).to_pylist()
-            batch_inodes = inodes.slice(start, _DIGEST_BATCH).to_pylist()
-            batch_sizes = sizes.slice(start, _DIGEST_BATCH).to_pylist()
+            rows = order.slice(start, _DIGEST_BATCH)
+            batch_paths = paths.take(rows).to_pylist()
+            batch_inodes = inodes.take(rows).to_pylist()
+            batch_sizes = sizes.take(rows).to_pylist()
             shas = []
             for relative, inode in zip(batch_paths, batch_inodes):
                 while previous_row is not None and previous_row[0] < relative:
