@@ -102,20 +102,23 @@ def plan_shards(tasks: Iterable[tuple[int, str | None, str | None, str | None]],
 
 
 def store_plan(store_dir: Path, size: int = SHARD_SIZE) -> ShardPlan | None:
-    """The shard plan of a project's normalized store (four narrow columns read, no task parsed)."""
-    parquet = pq.ParquetFile(store_dir / "tasks.parquet")
+    """The shard plan of a project's normalized store (four narrow columns read, no task parsed).
+    Without pyarrow's pre-buffering, which holds every row group's columns at once (a million tasks:
+    297 MB against 137 MB), and in batches of 8 192 (65 536 took ~60 MB more)."""
+    parquet = pq.ParquetFile(store_dir / "tasks.parquet", pre_buffer=False)
 
     def rows() -> Iterator[tuple[int, str | None, str | None, str | None]]:
         columns = ["task_id", "image_ref", "updated_at", "content_hash"]
-        for batch in parquet.iter_batches(batch_size=65_536, columns=columns):
+        for batch in parquet.iter_batches(batch_size=8192, columns=columns):
             yield from zip(*(column.to_pylist() for column in batch.columns))
 
     return plan_shards(rows(), size)
 
 
 def store_shard_entries(store_dir: Path, shard: Shard) -> Iterator[TaskEntry]:
-    """The store's tasks of one shard: only the row groups whose id range meets the shard's are read."""
-    parquet = pq.ParquetFile(store_dir / "tasks.parquet")
+    """The store's tasks of one shard: only the row groups whose id range meets the shard's are read,
+    a batch at a time (not pre-buffered: that would hold the shard's whole JSON)."""
+    parquet = pq.ParquetFile(store_dir / "tasks.parquet", pre_buffer=False)
     id_column = parquet.schema_arrow.get_field_index("task_id")
     groups = []
     for group in range(parquet.metadata.num_row_groups):
