@@ -31,10 +31,10 @@ from lsflow.core.pipeline.shards import (
     Shard,
     ShardPlan,
     build_shard,
+    cached_store_plan,
     export_sharded,
     shard_is_current,
     shardable,
-    store_plan,
     store_shard_entries,
 )
 from lsflow.project.card import write_card
@@ -177,12 +177,15 @@ def build_datasets(layout: ProjectLayout, formats: list[str], media: MediaResolv
         return built
 
 
+SHARD_PLAN_FILE = "shard_plan.json"  # in the project folder: the plan of the store as it is
+
+
 def project_sharding(layout: ProjectLayout, shard_size: int | None) -> Sharding | None:
     """Shards for a store of more than `shard_size` tasks kept in id order (as Label Studio exports them);
     else None, and the project is built in one pass."""
     if shard_size is None or read_manifest(layout.store_dir).get("task_count", 0) <= shard_size:
         return None
-    plan = store_plan(layout.store_dir, shard_size)
+    plan = cached_store_plan(layout.store_dir, shard_size, layout.project_dir / SHARD_PLAN_FILE)
     if plan is None or len(plan.shards) < 2:
         return None
     return Sharding(plan, layout.shards_dir, lambda shard: store_shard_entries(layout.store_dir, shard))

@@ -5,6 +5,8 @@ import json
 import random
 import shutil
 
+import pytest
+
 from lsflow.core.formats import WRITERS
 from lsflow.project.datasets import DatasetOptions, build_datasets
 from lsflow.project.layout import ProjectLayout
@@ -81,3 +83,34 @@ def test_sharded_build_equals_one_pass_file_by_file(tmp_path):
     assert_same(sharded, single)
     # The untouched task's label file of the new version is the very file of the first (reused, linked).
     assert next((layout.dataset_dir("YOLO").resolve() / "labels").rglob("img5.txt")).stat().st_ino == inode
+
+
+def test_the_plan_is_kept_for_the_store_as_it_is_and_made_again_when_it_changes(tmp_path):
+    from lsflow.core.pipeline.shards import cached_store_plan, store_plan
+
+    rng = random.Random(9)
+    tasks = [make_task(task_id, rng) for task_id in range(1, 40)]
+    write_project(tmp_path / "projects" / "1", tasks)
+    layout = ProjectLayout(tmp_path / "out", "1")
+    take_project_snapshot(ExportFileSource(tmp_path / "projects"), layout)
+    update_store(layout)
+    cache = tmp_path / "plan.json"
+    first = cached_store_plan(layout.store_dir, 10, cache)
+    assert first == store_plan(layout.store_dir, 10) and [s.name for s in first.shards] == [
+        "0-10", "10-20", "20-30", "30-40"]
+    # Kept: the same plan again without reading the tasks.
+    moved = layout.store_dir / "tasks.parquet"
+    moved.rename(tmp_path / "tasks.parquet")
+    assert cached_store_plan(layout.store_dir, 10, cache) == first
+    with pytest.raises(OSError):  # another shard size is not the kept plan: the tasks are read again
+        cached_store_plan(layout.store_dir, 20, cache)
+    (tmp_path / "tasks.parquet").rename(moved)
+    assert [s.name for s in cached_store_plan(layout.store_dir, 20, cache).shards] == ["0-20", "20-40"]
+    # A store update (task 15 edited) rewrites the manifest: the plan is made again, shard 10-20's digest moves.
+    tasks[14]["annotations"][0]["result"] = []
+    tasks[14]["updated_at"] = "2025-11-02T10:00:00.000000Z"
+    write_project(tmp_path / "projects" / "1", tasks)
+    take_project_snapshot(ExportFileSource(tmp_path / "projects"), layout)
+    update_store(layout)
+    again = cached_store_plan(layout.store_dir, 10, cache)
+    assert [a.digest == b.digest for a, b in zip(first.shards, again.shards)] == [True, False, True, True]
