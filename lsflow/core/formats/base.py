@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
@@ -117,6 +117,8 @@ class TaskItem:
     image_ref: str | None  # the task's media reference as stored in `data`
     file_name: str  # collision-free image file name inside the dataset
     image_size: ImageSize | None  # from the regions, or read from the image header
+    # The regions a consensus left unmerged, with the reason: every format drops them (`write_task`).
+    unmerged: tuple[tuple[Annotation, Region, str], ...] = ()
     # What several writers derive from the task alike (pixel shapes, per-annotation records),
     # computed by the first writer that asks and dropped with the item.
     memo: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -127,10 +129,10 @@ class TaskItem:
         """The task with the annotations `policy` chooses, and what was chosen and left out. A consensus's
         regions without quorum count as regions in: `write_task` reports them dropped in every format."""
         chosen, skipped = select_annotations(task, policy, image_size)
-        selection = TaskSelection(len(chosen), tuple(reason for _, reason in skipped),
-                                  sum([len(a.regions) + len(a.unmerged) if isinstance(a, ConsensusAnnotation)
-                                       else len(a.regions) for a in chosen]))
-        return cls(task, chosen, image_ref, file_name, image_size), selection
+        unmerged = tuple([unplaced for a in chosen if isinstance(a, ConsensusAnnotation) for unplaced in a.unmerged])
+        selection = TaskSelection(len(chosen), tuple([reason for _, reason in skipped]),
+                                  sum([len(a.regions) for a in chosen]) + len(unmerged))
+        return cls(task, chosen, image_ref, file_name, image_size, unmerged), selection
 
     def pixel_shapes(self) -> list[tuple[Annotation, Region, Shape | str]]:
         """Every region of the chosen annotations with its pixel shape, or the reason it has none."""
@@ -213,6 +215,7 @@ class DatasetWriter(ABC):
         self._records: dict[str, list[bytes]] = {}  # this task's, by stream
         self._files: list[str] = []
         self._folders: set[str] = set()
+        self._class_ids = context.classes.ids
 
     def prepare(self) -> None:
         """Create the folders of an empty dataset, once (the processes writing tasks share them)."""
@@ -256,10 +259,20 @@ class DatasetWriter(ABC):
 
     # Helpers shared by the vision writers.
 
-    def shapes(self, item: TaskItem) -> Iterator[tuple[Annotation, Shape]]:
+    def shapes(self, item: TaskItem) -> Iterable[tuple[Annotation, Shape]]:
         """Every region of the chosen annotations as a pixel shape; the rest dropped with a reason."""
+        memo = item.memo
+        if "placed" not in memo:
+            shapes = item.pixel_shapes()
+            # When every region has a shape (most tasks), the vision writers share one list of them.
+            memo["placed"] = (None if any(isinstance(shape, str) for _, _, shape in shapes)
+                              else [(annotation, shape) for annotation, _, shape in shapes])
+        placed: list[tuple[Annotation, Shape]] | None = memo["placed"]
+        return placed if placed is not None else self._shapes_and_drops(item)
+
+    def _shapes_and_drops(self, item: TaskItem) -> Iterator[tuple[Annotation, Shape]]:
         for annotation, region, shape in item.pixel_shapes():
-            if isinstance(shape, str):
+            if isinstance(shape, str):  # each drop reported in its place among the shapes
                 self.drop(item, annotation, region, shape)
             else:
                 yield annotation, shape
@@ -271,7 +284,7 @@ class DatasetWriter(ABC):
             self.drop(item, annotation, region, "region has no label")
             return None
         name = labels[0]
-        class_id = self.context.classes.ids.get(name)
+        class_id = self._class_ids.get(name)
         if class_id is None:
             self.drop(item, annotation, region, f"label '{name}' is not a class of the label config")
             return None

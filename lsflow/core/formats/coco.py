@@ -117,8 +117,8 @@ class CocoWriter(VisionWriter):
                 loose.append(self._keypoint_group(item, annotation_id, placed))
             else:
                 self._set_keypoints(parents[(annotation_id, parent)], placed)
-        for coco in [*objects, *loose]:
-            self.append("annotations", orjson.dumps(coco) + b"\n")
+        if objects or loose:  # one line each, appended as one: the stream has no separator
+            self.append("annotations", b"".join([orjson.dumps(coco) + b"\n" for coco in [*objects, *loose]]))
         self.record_files(item, image_file, [self.result_file])
 
     def _shape_annotation(self, item: TaskItem, annotation: Annotation, shape: Shape) -> dict | None:

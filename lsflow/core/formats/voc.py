@@ -46,6 +46,7 @@ class VocWriter(VisionWriter):
         super().__init__(*args)
         self.origin = pixel_origin(self.context)
         self._object_starts: dict[str, str] = {}  # by class name: the same few lines, escaped once
+        self._database = _text_element("    ", "database", f"Label Studio project {self.context.project_id or ''}".strip())
 
     def _object_start(self, name: str) -> str:
         start = self._object_starts.get(name)
@@ -88,7 +89,7 @@ class VocWriter(VisionWriter):
             "<?xml version='1.0' encoding='utf-8'?>\n<annotation>\n  <folder>images</folder>\n",
             _text_element("  ", "filename", item.file_name),
             "  <source>\n",
-            _text_element("    ", "database", f"Label Studio project {self.context.project_id or ''}".strip()),
+            self._database,
             _text_element("    ", "task_id", str(item.task.id)),
             "  </source>\n",
             f"  <size>\n    <width>{item.image_size.width}</width>\n    <height>{item.image_size.height}</height>\n"

@@ -62,12 +62,11 @@ def envelope(points: tuple[Point, ...] | list[Point]) -> Envelope:
 
 def clip_envelope(box: Envelope, image_width: float, image_height: float) -> Envelope | None:
     """The part of `box` inside the image, or None when nothing of it (no area) is inside."""
-    if box.xmin >= 0 and box.ymin >= 0 and box.xmax <= image_width and box.ymax <= image_height:
-        return box if box.xmax > box.xmin and box.ymax > box.ymin else None  # inside: the box itself
-    clipped = Envelope(
-        max(box.xmin, 0.0), max(box.ymin, 0.0), min(box.xmax, image_width), min(box.ymax, image_height)
-    )
-    if clipped.width <= 0 or clipped.height <= 0:
+    xmin, ymin, xmax, ymax = box  # unpacked: per region and format
+    if xmin >= 0 and ymin >= 0 and xmax <= image_width and ymax <= image_height:
+        return box if xmax > xmin and ymax > ymin else None  # inside: the box itself
+    clipped = Envelope(max(xmin, 0.0), max(ymin, 0.0), min(xmax, image_width), min(ymax, image_height))
+    if clipped.xmax - clipped.xmin <= 0 or clipped.ymax - clipped.ymin <= 0:
         return None
     return clipped
 

@@ -90,8 +90,11 @@ def to_shape(region: Region, fallback_size: ImageSize | None = None) -> Shape:
             h = float(value["height"]) * height / 100.0
             rotation = float(value.get("rotation") or 0.0)
             if rotation % 360 == 0:
-                return Shape("box", region, size, ((x, y), (x + w, y), (x + w, y + h), (x, y + h)), rotation,
-                             Envelope(min(x, x + w), min(y, y + h), max(x, x + w), max(y, y + h)))
+                right, bottom = x + w, y + h
+                # A box drawn with a positive size (all but malformed ones) has its corners in order.
+                box = (Envelope(x, y, right, bottom) if w > 0 and h > 0
+                       else Envelope(min(x, right), min(y, bottom), max(x, right), max(y, bottom)))
+                return Shape("box", region, size, ((x, y), (right, y), (right, bottom), (x, bottom)), rotation, box)
             return _with_points("box", region, size, rotated_corners(x, y, w, h, rotation), rotation)
         if kind in _POLYGON_TYPES:
             points = tuple([(float(px) * width / 100.0, float(py) * height / 100.0) for px, py in value["points"]])

@@ -25,7 +25,7 @@ import orjson
 from lsflow.core.formats import writer_class
 from lsflow.core.formats.accounting import RegionReport, TaskAccount, TaskSelection
 from lsflow.core.formats.base import DatasetWriter, ExportContext, Span, TaskItem, TaskOutput
-from lsflow.core.model.selection import AnnotationPolicy, ConsensusAnnotation
+from lsflow.core.model.selection import AnnotationPolicy
 from lsflow.core.model.task import ImageSize, Task
 
 
@@ -64,10 +64,8 @@ class BatchOutput(NamedTuple):
 
 def write_task(writer: DatasetWriter, item: TaskItem, selection: TaskSelection) -> TaskOutput:
     writer.write(item)
-    for annotation in item.annotations:
-        if isinstance(annotation, ConsensusAnnotation):  # what reached no quorum is dropped, in every format
-            for source, region, reason in annotation.unmerged:
-                writer.drop(item, source, region, reason)
+    for source, region, reason in item.unmerged:  # what reached no consensus is dropped, in every format
+        writer.drop(item, source, region, reason)
     return writer.take_output(selection)
 
 
@@ -83,6 +81,11 @@ class _BatchJoin:
 
     def add(self, output: TaskOutput) -> None:
         self.report.add_task(output.account)
+        if self.tasks is None:  # no spans to keep: only the task's records, each after the previous task's
+            for name, task_records in output.records.items():
+                if task_records:
+                    self.chunks[name].append(task_records)
+            return
         spans: list[Span] = []
         for name, stream in self.writer.streams.items():
             records = output.records.get(name)
@@ -94,8 +97,7 @@ class _BatchJoin:
             chunks.append(records)
             self.lengths[name] = start + len(records)
             spans.append((start, len(records)))
-        if self.tasks is not None:
-            self.tasks.append(JoinedTask(spans, output.files, output.account))
+        self.tasks.append(JoinedTask(spans, output.files, output.account))
 
     def output(self) -> BatchOutput:
         records = {name: self.writer.streams[name].separator.join(chunks)
