@@ -136,13 +136,16 @@ class CocoWriter(VisionWriter):
                 self.report.wrote(label)
                 return self._object(item, annotation, shape, category_id, [], [xmin, ymin, box_width, box_height],
                                     box_width * box_height)
-        clipped_points = list(shape.points)
-        if not is_inside(shape.points, width, height):
-            clipped_points = clip_polygon(shape.points, width, height)
-        if len(clipped_points) < 3 or polygon_area(clipped_points) <= 0:
+        points = shape.points
+        if is_inside(points, width, height):
+            clipped_points, was_clipped = list(points), False
+        else:
+            clipped_points = clip_polygon(points, width, height)
+            was_clipped = clipped_points != list(points)
+        area_inside = polygon_area(clipped_points) if len(clipped_points) >= 3 else 0.0
+        if area_inside <= 0:
             self.drop(item, annotation, shape.region, "no area inside the image")
             return None
-        was_clipped = clipped_points != list(shape.points)
         if shape.kind == "box":
             box = clip_envelope(shape.envelope, width, height)  # type: ignore[arg-type]  # a box: set, as above
             if box is None:
@@ -150,11 +153,11 @@ class CocoWriter(VisionWriter):
                 return None
             rotated = shape.rotation % 360 != 0
             segmentation = [_flat(clipped_points)] if rotated or was_clipped else []
-            area = polygon_area(clipped_points) if rotated else box.area
-        else:
-            box = envelope(clipped_points)
+            area = area_inside if rotated else box.area
+        else:  # a polygon: its envelope is that of its points until clipped
+            box = shape.envelope if not was_clipped and shape.envelope is not None else envelope(clipped_points)
             segmentation = [_flat(clipped_points)]
-            area = polygon_area(clipped_points)
+            area = area_inside
         self.report.wrote(label, clipped=was_clipped)
         return self._object(item, annotation, shape, category_id, segmentation,
                             [box.xmin, box.ymin, box.width, box.height], area)
