@@ -16,6 +16,7 @@ stream, its accounts added up and its index rows carried over in a few vectorize
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from bisect import bisect_left
 from collections import Counter
@@ -200,7 +201,8 @@ class OutputRecorder:
         self._fingerprint = fingerprint_now
         self._streams = streams
         self._fresh: list[tuple] = []  # rows of the index not yet written, as `_SCHEMA` orders its columns
-        self._writer = pq.ParquetWriter(directory / INDEX_FILE, _SCHEMA)
+        self._file = open(directory / INDEX_FILE, "wb")  # closed by `finish` or `abandon`, also on a full disk
+        self._writer = pq.ParquetWriter(self._file, _SCHEMA)
 
     def add(self, task_id: Any, key: bytes, spans: list[Span], files: list[str], account: TaskAccount) -> None:
         selection = account.selection
@@ -223,12 +225,21 @@ class OutputRecorder:
         """Close the index and note the stream files as they are now, published in `dataset_dir`."""
         self._flush()
         self._writer.close()
+        self._file.close()
         sources = {}
         for name, stream in self._streams.items():
             status = _stream_path(stream, self.directory, dataset_dir).stat()
             sources[name] = [status.st_size, status.st_mtime_ns]
         manifest = {"fingerprint": self._fingerprint, "streams": list(self._streams), "sources": sources}
         (self.directory / MANIFEST_FILE).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+
+    def abandon(self) -> None:
+        """Close the index being written without finishing it: an open file's disk space is only freed
+        when it is closed, even once its folder is removed."""
+        with contextlib.suppress(OSError):  # the disk is full: what could not be written goes with the file
+            self._writer.close()
+        with contextlib.suppress(OSError):
+            self._file.close()
 
     def _flush(self) -> None:
         if self._fresh:

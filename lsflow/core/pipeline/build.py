@@ -223,4 +223,5 @@ class FormatBuild:
         if self.previous is not None:
             self.previous.close()
         if self.recorder is not None:
+            self.recorder.abandon()
             shutil.rmtree(self.recorder.directory, ignore_errors=True)
