@@ -10,6 +10,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cache, partial
 from pathlib import Path
@@ -42,7 +43,7 @@ from lsflow.project.layout import ProjectLayout
 from lsflow.project.lock import project_lock
 from lsflow.project.object_store import ObjectStoreOutput, RemotePublish, publish_remote
 from lsflow.project.snapshot import snapshot_label_config
-from lsflow.project.versions import KEEP_VERSIONS, build_facts, describer, retain, task_lineage
+from lsflow.project.versions import KEEP_VERSIONS, build_facts, describer, lineage_file, retain
 from lsflow.sources.media import MediaOutcome, MediaResolver, media_keys, media_references
 
 
@@ -156,9 +157,11 @@ def build_datasets(layout: ProjectLayout, formats: list[str], media: MediaResolv
     when its content changed (`datasets/<FORMAT>` shows the newest), reusing the output of every task
     the last build of the same formats already wrote; then the versions beyond `keep_versions` go, and
     with `object_store` each format's newest version is published there too."""
-    with project_lock(layout):
+    with project_lock(layout), _lineage_path(layout) as lineage:
         facts = build_facts(layout, settings.policy, settings.options, settings.label_studio_url)
-        tasks = cache(partial(task_lineage, layout.store_dir, settings.policy))  # made once, when first needed
+        # The lineage goes to a file, written once when first needed and read a batch at a time: a million
+        # tasks' table (~230 bytes a task) is never in memory whole.
+        tasks = cache(partial(lineage_file, layout.store_dir, settings.policy, lineage))
         versioning = Versioning(layout.versions_root, describer(layout.versions_root, facts, tasks, media, write_card))
         sharding = project_sharding(layout, settings.shard_size)
         if sharding is None:  # a project that shrank below the shard size: its shards are of no more use
@@ -175,6 +178,17 @@ def build_datasets(layout: ProjectLayout, formats: list[str], media: MediaResolv
                     built.remote[name] = publish_remote(layout, settings.object_store, name,
                                                         result.version.version_id, settings.keep_versions)
         return built
+
+
+@contextmanager
+def _lineage_path(layout: ProjectLayout) -> Iterator[Path]:
+    """Where a build writes its lineage file, removed after it (a `.staging-` name: a killed build's is
+    swept by the next holder of the project lock)."""
+    path = layout.project_dir / ".staging-lineage.parquet"
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
 
 
 SHARD_PLAN_FILE = "shard_plan.json"  # in the project folder: the plan of the store as it is
