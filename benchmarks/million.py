@@ -31,7 +31,9 @@ from pathlib import Path
 from compare_converter import descendants  # this folder is on the path of a script run from it
 
 FORMATS = ["JSON_MIN", "CSV", "COCO", "YOLO", "VOC"]
-STEPS = ("snapshot", "store", "shards", "datasets")  # "shards": the plan, then a step per shard
+# "shards": the plan, then a step per shard; "checks": every format's checks of the published datasets, as
+# the Dagster datasets step runs them after the merge (here in a process of their own, to see their memory).
+STEPS = ("snapshot", "store", "shards", "datasets", "checks")
 SAMPLE_SECONDS = 0.2
 
 
@@ -109,6 +111,18 @@ def child(step: str, root: Path, source: Path, shard_size: int, workers: int) ->
     elif step == "plan":
         work = pending_shards(layout, FORMATS, DatasetOptions(workers=workers, shard_size=shard_size))
         facts = {"shards": [shard.name for shard in work.shards], "formats": work.formats, "planned": work.planned}
+    elif step == "checks":
+        from lsflow.core.formats import writer_class
+        from lsflow.project.datasets import project_context
+
+        context = project_context(layout, DatasetOptions())
+        checks = {}
+        for name in FORMATS:
+            began = time.perf_counter()
+            outcomes = writer_class(name).check(layout.dataset_dir(name).resolve(), context)
+            checks[name] = {"seconds": round(time.perf_counter() - began, 1),
+                            **{outcome.name: outcome.passed for outcome in outcomes}}
+        facts = {"checks": checks}
     elif step.startswith("shard:"):
         options = DatasetOptions(workers=workers, shard_size=shard_size)
         shard = build_project_shard(layout, step.removeprefix("shard:"), pending_shards(layout, FORMATS, options).formats,

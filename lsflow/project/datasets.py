@@ -225,7 +225,7 @@ def pending_shards(layout: ProjectLayout, formats: list[str], settings: DatasetO
     sharded = [name for name in chosen if shardable(name)]
     if not sharded:
         return ShardWork([], [], len(sharding.plan.shards))
-    stamp = sharding.stamps(_shard_context(layout, settings), settings.policy)
+    stamp = sharding.stamps(project_context(layout, settings), settings.policy)
     pending = [shard for shard in sharding.plan.shards
                if not shard_is_current(sharding.root, shard, sharded, stamp(shard))]
     return ShardWork(pending, sharded, len(sharding.plan.shards))
@@ -241,7 +241,7 @@ def build_project_shard(layout: ProjectLayout, shard_name: str, formats: list[st
         if sharding is None or shard is None:
             raise ValueError(f"project {layout.project_id}: no shard {shard_name} in its plan (the store changed "
                              "since the shards were planned); run the build again")
-        context = _shard_context(layout, settings, media)
+        context = project_context(layout, settings, media)
         if media is not None and any(writer_class(name).reads_media for name in formats):
             shard_tasks = (entry.parsed() for entry in sharding.entries(shard))
             media.prefetch(media_references(shard_tasks, media_keys(context.label_config)),
@@ -251,7 +251,7 @@ def build_project_shard(layout: ProjectLayout, shard_name: str, formats: list[st
         return shard
 
 
-def _shard_context(layout: ProjectLayout, settings: DatasetOptions, media: MediaResolver | None = None) -> ExportContext:
+def project_context(layout: ProjectLayout, settings: DatasetOptions, media: MediaResolver | None = None) -> ExportContext:
     """The context `build_datasets` gives the pass (`write_datasets`), so a shard built ahead equals one built there."""
     context = export_context(snapshot_label_config(layout), lambda: iter_store_tasks(layout.store_dir),
                              layout.project_id, media=media)
