@@ -35,6 +35,7 @@ from lsflow.core.formats.shared.coco_json import (
     COCO_CATEGORY_IDS,
     FIRST_CATEGORY_HELP,
     FIRST_CATEGORY_OPTION,
+    check_category_counts,
     check_category_ids,
     class_categories,
     coco_info,
@@ -43,6 +44,7 @@ from lsflow.core.formats.shared.coco_json import (
     first_category_id,
     keypoint_category_id,
 )
+from lsflow.core.formats.shared.coco_stream import STREAM_ABOVE_BYTES, check_streamed
 from lsflow.core.formats.shared.vision import (
     IMAGE_SIZE_UNKNOWN,
     IMAGES_READABLE,
@@ -57,7 +59,8 @@ from lsflow.core.geometry.shapes import Shape
 from lsflow.core.model.task import Annotation
 
 COCO_LOADS = CheckSpec(
-    "coco_loads", "the file loads in pycocotools, every box lies inside its image and every mask has its image's size"
+    "coco_loads", "the file loads in pycocotools (above 256 MiB it is read a record at a time instead), every box "
+    "lies inside its image and every mask has its image's size"
 )
 
 
@@ -244,15 +247,32 @@ class CocoWriter(VisionWriter):
 
     @classmethod
     def check(cls, out_dir: Path, context: Any) -> list[CheckOutcome]:
-        loaded, document = cls._check_loads(out_dir)
-        outcomes = [loaded]
-        if document is None:
-            outcomes.append(CheckOutcome(COCO_CATEGORY_IDS.name, False, [f"{cls.result_file} does not load"]))
+        if (out_dir / cls.result_file).stat().st_size > STREAM_ABOVE_BYTES:
+            outcomes = cls._check_streamed(out_dir, context)
         else:
-            outcomes.append(check_category_ids(document, context))
+            loaded, document = cls._check_loads(out_dir)
+            outcomes = [loaded]
+            if document is None:
+                outcomes.append(CheckOutcome(COCO_CATEGORY_IDS.name, False, [f"{cls.result_file} does not load"]))
+            else:
+                outcomes.append(check_category_ids(document, context))
         if cls.copies_images:
             outcomes.append(check_images_readable(out_dir))
         return outcomes
+
+    @classmethod
+    def _check_streamed(cls, out_dir: Path, context: Any) -> list[CheckOutcome]:
+        """`coco_loads` and `coco_category_ids` of a file too large to load in pycocotools (it holds ~5 bytes
+        of memory a byte of file): the same properties, read one record at a time."""
+        try:
+            checked = check_streamed(out_dir / cls.result_file)
+        except Exception as error:  # ijson's parse errors, or a record missing a key the check reads
+            return [CheckOutcome(COCO_LOADS.name, False, [f"{cls.result_file} is not a COCO document: {error!r}"]),
+                    CheckOutcome(COCO_CATEGORY_IDS.name, False, [f"{cls.result_file} does not load"])]
+        return [CheckOutcome(COCO_LOADS.name, not checked.problems, checked.problems, {
+            "images": checked.images, "annotations": checked.annotations, "categories": len(checked.categories),
+            "masks": checked.masks, "checked": "streamed"}),
+            check_category_counts(checked.categories, checked.annotation_categories, context)]
 
     @classmethod
     def _check_loads(cls, out_dir: Path) -> tuple[CheckOutcome, dict | None]:

@@ -70,3 +70,33 @@ def test_memory_does_not_follow_the_file(tmp_path):
             "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)")
     grown_mb = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert grown_mb < path.stat().st_size / 2**20 / 4, grown_mb
+
+
+def test_the_coco_check_of_a_large_file_streams_and_agrees_with_pycocotools(tmp_path, monkeypatch):
+    from lsflow.core.formats import coco, writer_class
+    from lsflow.core.model.label_config import LabelConfig
+    from lsflow.core.pipeline.context import export_context
+    from lsflow_tests.core.formats.exporting import run
+    from lsflow_tests.paths import IMAGE_CONFIG, IMAGE_EXPORT
+
+    result = run(tmp_path, IMAGE_EXPORT, ["COCO"])["COCO"]
+    context = export_context(LabelConfig.from_file(IMAGE_CONFIG), lambda: [])
+    loaded = writer_class("COCO").check(result.path, context)
+    monkeypatch.setattr(coco, "STREAM_ABOVE_BYTES", 0)  # every file is "large"
+    streamed = writer_class("COCO").check(result.path, context)
+    assert [(o.name, o.passed, o.problems) for o in streamed] == [(o.name, o.passed, o.problems) for o in loaded]
+    assert streamed[0].metadata == {**loaded[0].metadata, "checked": "streamed"}
+    assert all(outcome.passed for outcome in streamed)
+
+    # A box moved out of its image and an unlisted category: both checks say so, in the same words.
+    document = json.loads((result.path / "result.json").read_text())
+    document["annotations"][0]["bbox"][0] = 10_000
+    document["annotations"][1]["category_id"] = 77
+    (result.path / "result.json").write_text(json.dumps(document))
+    monkeypatch.setattr(coco, "STREAM_ABOVE_BYTES", 1 << 40)
+    loaded = writer_class("COCO").check(result.path, context)
+    monkeypatch.setattr(coco, "STREAM_ABOVE_BYTES", 0)
+    streamed = writer_class("COCO").check(result.path, context)
+    assert [(o.passed, o.problems) for o in streamed] == [(o.passed, o.problems) for o in loaded]
+    assert not streamed[0].passed and "is not inside" in streamed[0].problems[0]
+    assert streamed[1].problems == ["1 annotations have category 77, which is not listed"]

@@ -50,12 +50,18 @@ def coco_info(dataset_date: str, project_id: str | None) -> dict:
 def check_category_ids(document: dict, context: ExportContext) -> CheckOutcome:
     """Categories are the classes at their ids + the first id (plus the keypoint category, if used);
     none is numbered below the first id, and every annotation names a listed category."""
+    return check_category_counts(document.get("categories", []),
+                                 Counter(a.get("category_id") for a in document.get("annotations", [])), context)
+
+
+def check_category_counts(categories: list[dict], annotation_categories: Counter, context: ExportContext) -> CheckOutcome:
+    """`check_category_ids` from the categories and how many annotations name each category id."""
     first = first_category_id(context)
     expected = {class_id + first: name for class_id, name in context.classes.names_by_id}
     keypoints_id = keypoint_category_id(context.classes, first)
     problems = []
-    listed = {}
-    for category in document.get("categories", []):
+    listed: dict[Any, Any] = {}
+    for category in categories:
         category_id, name = category.get("id"), category.get("name")
         listed[category_id] = name
         if not isinstance(category_id, int) or isinstance(category_id, bool):
@@ -72,8 +78,7 @@ def check_category_ids(document: dict, context: ExportContext) -> CheckOutcome:
                             f"it is {wanted}")
     problems += [f"class '{name}' (category {category_id}) is not listed"
                  for category_id, name in expected.items() if category_id not in listed]
-    unlisted = Counter(a.get("category_id") for a in document.get("annotations", [])
-                       if a.get("category_id") not in listed)
+    unlisted = {category_id: count for category_id, count in annotation_categories.items() if category_id not in listed}
     problems += [f"{count} annotations have category {category_id!r}, which is not listed"
                  for category_id, count in sorted(unlisted.items(), key=str)]
     return CheckOutcome(COCO_CATEGORY_IDS.name, not problems, problems[:20], {
