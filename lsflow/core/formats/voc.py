@@ -18,6 +18,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, TaskItem, file_stem, option_choice
+from lsflow.core.formats.shared.problems import Problems, files_in
 from lsflow.core.formats.shared.vision import IMAGE_SIZE_UNKNOWN, VisionWriter
 from lsflow.core.geometry.plane import clip_envelope
 
@@ -111,8 +112,8 @@ class VocWriter(VisionWriter):
         origin = pixel_origin(context)
         # 1-based: the first and last pixel, inclusive (one pixel: xmin = xmax); 0-based: its edges.
         last = 0 if origin == 1 else 1
-        problems, objects, files = [], 0, 0
-        for path in sorted((out_dir / "Annotations").glob("*.xml")):
+        problems, objects, files = Problems(), 0, 0
+        for path in files_in(out_dir / "Annotations", ".xml"):
             files += 1
             try:
                 root = ElementTree.parse(path).getroot()
@@ -124,14 +125,14 @@ class VocWriter(VisionWriter):
                                               for k in ("xmin", "ymin", "xmax", "ymax"))
                     if not (origin <= xmin <= xmax - last and xmax <= width
                             and origin <= ymin <= ymax - last and ymax <= height):
-                        problems.append(f"{path.name}: box {xmin},{ymin},{xmax},{ymax} is not a box inside "
+                        problems.add(path.name, f"{path.name}: box {xmin},{ymin},{xmax},{ymax} is not a box inside "
                                         f"{width}x{height} with pixels numbered from {origin} "
                                         f"({PIXEL_ORIGIN_OPTION}={origin})")
                     if node.findtext("name") not in context.classes:
-                        problems.append(f"{path.name}: class '{node.findtext('name')}' is not in the label config")
+                        problems.add(path.name, f"{path.name}: class '{node.findtext('name')}' is not in the label config")
             except (ElementTree.ParseError, TypeError, ValueError) as error:
-                problems.append(f"{path.name}: {error}")
-        return [CheckOutcome("voc_parses", not problems, problems[:20],
+                problems.add(path.name, f"{path.name}: {error}")
+        return [CheckOutcome("voc_parses", not problems.count, problems.first(),
                              {"files": files, "objects": objects, "pixel_origin": origin})]
 
 

@@ -24,6 +24,7 @@ import orjson
 import yaml
 
 from lsflow.core.formats.base import CheckOutcome, CheckSpec, ExportContext, TaskItem, file_stem
+from lsflow.core.formats.shared.problems import PROBLEMS_SHOWN, Problems, files_in
 from lsflow.core.formats.shared.vision import IMAGES_READABLE, VisionWriter, check_images_readable, read_files_mapping
 from lsflow.core.geometry.plane import Envelope, Point, clip_envelope
 from lsflow.core.geometry.shapes import Shape
@@ -188,30 +189,32 @@ class UltralyticsWriter(VisionWriter):
     @classmethod
     def _check_rows(cls, out_dir: Path, context: ExportContext) -> CheckOutcome:
         class_count = len((out_dir / "classes.txt").read_text(encoding="utf-8").splitlines())
-        problems, rows = [], 0
-        for path in sorted((out_dir / "labels").glob("*/*.txt")):
+        problems, rows = Problems(), 0
+        for path in _label_files(out_dir):
             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
                 rows += 1
                 problem = _row_problem(line, class_count, lambda values: cls.values_problem(values, context))
                 if problem:
-                    problems.append(f"{path.relative_to(out_dir)}:{number}: {problem}")
-        return CheckOutcome("yolo_rows_valid", not problems, problems[:20], {"rows": rows, "classes": class_count})
+                    problems.add((path.parent.name, path.name, number), f"{path.relative_to(out_dir)}:{number}: {problem}")
+        return CheckOutcome("yolo_rows_valid", not problems.count, problems.first(),
+                            {"rows": rows, "classes": class_count})
 
     @classmethod
     def _check_label_files(cls, out_dir: Path) -> CheckOutcome:
         """Every task in the mapping has its label file; with images, every image has one too (found
         the way Ultralytics finds it: `/images/` → `/labels/`, suffix → `.txt`)."""
-        problems, images = [], 0
+        problems: list[str] = []
+        images = 0
         for entry in read_files_mapping(out_dir):
             problems += [f"task {entry['task']}: {f} is missing" for f in entry["label_files"]
-                         if not (out_dir / f).is_file()]
+                         if not (out_dir / f).is_file()][:PROBLEMS_SHOWN - len(problems)]
         if cls.copies_images:
             for image in sorted((out_dir / "images").glob("*/*")):
                 images += 1
                 label = out_dir / "labels" / image.parent.name / f"{image.stem}.txt"
                 if not label.is_file():
                     problems.append(f"{image.relative_to(out_dir)} has no {label.relative_to(out_dir)}")
-        label_files = sum(1 for _ in (out_dir / "labels").glob("*/*.txt"))
+        label_files = sum(1 for _ in _label_files(out_dir))
         return CheckOutcome("yolo_label_per_image", not problems, problems[:20],
                             {"label_files": label_files, "images": images})
 
@@ -239,6 +242,13 @@ class UltralyticsWriter(VisionWriter):
                                 f"an {int(dict(SPLITS)[split] * 100)}% share")
         return CheckOutcome("ultralytics_layout", not problems, problems,
                             {f"{split}_images": count for split, count in per_split.items()})
+
+
+def _label_files(out_dir: Path) -> Iterator[Path]:
+    """Every label file of every split folder, as the folders list them."""
+    labels = out_dir / "labels"
+    for split in sorted(entry.name for entry in labels.iterdir() if entry.is_dir()) if labels.is_dir() else ():
+        yield from files_in(labels / split, ".txt")
 
 
 def _row_problem(line: str, class_count: int, values_problem: Callable[[list[float]], str | None]) -> str | None:

@@ -8,7 +8,7 @@ from any file to the Label Studio task (file names alone can be renamed to avoid
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
@@ -139,9 +139,14 @@ class VisionWriter(DatasetWriter):
         return groups
 
 
-def read_files_mapping(out_dir: Path) -> list[dict]:
+def read_files_mapping(out_dir: Path) -> Iterator[dict]:
+    """The task → files mapping, a line at a time (a million tasks' is ~150 MB of JSON)."""
     path = out_dir / FILES_FILE
-    return [orjson.loads(line) for line in path.read_bytes().splitlines()] if path.is_file() else []
+    if path.is_file():
+        with open(path, "rb") as lines:
+            for line in lines:
+                if line.strip():
+                    yield orjson.loads(line)
 
 
 def check_images_readable(out_dir: Path) -> CheckOutcome:
