@@ -66,10 +66,10 @@ attributes:
     assert listed.returncode == 0, listed.stderr
     defs = json.loads(listed.stdout)
     assets = {a["asset_key"]: a for a in defs["assets"]}
-    assert set(assets) == {f"{name}/{asset}" for name in ("sample", "server")
-                           for asset in ("label_studio_snapshot", "normalized_tasks", "dataset_shards",
-                                         "prediction_review", "annotator_agreement")} | {"sample/dataset_yolo", "sample/dataset_conll2003",
-                                                                    "server/dataset_coco"}
+    instance_assets = ("label_studio_snapshot", "normalized_tasks", "dataset_shards", "prediction_review",
+                       "annotator_agreement")
+    assert set(assets) == {f"{name}/{asset}" for name in ("sample", "server") for asset in instance_assets} | {
+        "sample/dataset_yolo", "sample/dataset_conll2003", "server/dataset_coco"}
     assert assets["server/dataset_coco"]["group_name"] == "server_datasets"
     assert assets["sample/dataset_yolo"]["group_name"] == "datasets"
     assert {j["name"] for j in defs["jobs"]} >= {"sample_export_project", "server_export_project"}

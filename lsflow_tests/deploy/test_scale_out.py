@@ -200,7 +200,8 @@ def test_backfill_on_postgres_with_queue_pool_and_celery_workers(tmp_path, monke
         runs = [run for run in instance.get_runs(backfill_runs) if run.status == dg.DagsterRunStatus.SUCCESS]
         assert sorted(run.tags["dagster/partition"] for run in runs) == sorted(PROJECT_IDS)
         retried = {run.run_id: run for run in instance.get_runs(backfill_runs) if run.status != dg.DagsterRunStatus.SUCCESS}
-        assert all(run.status == dg.DagsterRunStatus.FAILURE for run in retried.values()), _failures(instance, list(retried.values()), services)
+        assert all(run.status == dg.DagsterRunStatus.FAILURE for run in retried.values()), (
+            _failures(instance, list(retried.values()), services))
         assert {run.parent_run_id for run in instance.get_runs(backfill_runs) if run.parent_run_id} == set(retried)
         assert {run.tags["lsflow/label_studio_server"] for run in runs} == {f"files:{tmp_path / 'projects'}"}
 
