@@ -196,7 +196,11 @@ def main() -> None:
     parser.add_argument("--from-step", choices=STEPS, default=STEPS[0],
                         help="start the full build at this step, on the output a stopped run left (its earlier steps done)")
     parser.add_argument("--child", nargs=5)
+    parser.add_argument("--edit", nargs=3, help=argparse.SUPPRESS)  # SOURCE DESTINATION EVERY, in a child
     args = parser.parse_args()
+    if args.edit:
+        print(edit_export(Path(args.edit[0]), Path(args.edit[1]), int(args.edit[2])))
+        return
     if args.child:
         step, root, source, shard_size, workers = args.child
         child(step, Path(root), Path(source), int(shard_size), int(workers))
@@ -226,7 +230,9 @@ def main() -> None:
 
     edited = args.out / f"export-{args.tasks}-edited.json"
     started = time.perf_counter()
-    changed = edit_export(export, edited, round(1 / args.changed))
+    # In a child: the parent's peak RSS would be every later step's, which getrusage counts from the fork.
+    changed = int(subprocess.run([sys.executable, __file__, "--edit", str(export), str(edited), str(round(1 / args.changed))],
+                                 check=True, capture_output=True, text=True).stdout.split()[-1])
     print(json.dumps({"edited_tasks": changed, "edit_seconds": round(time.perf_counter() - started, 1)}), flush=True)
     (project / "export.json").unlink()
     os.link(edited, project / "export.json")
