@@ -473,14 +473,12 @@ def _samples(folder: Path, format_name: str, manifest: dict, labelled: np.ndarra
     if format_name in COCO_FORMATS:
         yield from _coco_samples(folder / COCO_FORMATS[format_name], folder, mapping, media)
         return
-    listed = np.unique(mapping.task_ids())
-    candidates = listed if labelled is None else listed[np.isin(listed, labelled)]
     lookups = 0
     found = 0
     origin = int(str((manifest.get("options") or {}).get("voc_pixel_origin", "1")))
     kind = YOLO_FORMATS.get(format_name, "")
     names = _yolo_names(folder) if kind else []
-    for task_id in map(int, candidates):
+    for task_id in _candidates(mapping.task_ids(), labelled):
         entry = mapping.get(task_id) or {}
         marks = _voc_marks(folder, entry, origin) if format_name == "VOC" else _yolo_marks(folder, entry, kind, names)
         if not marks:
@@ -494,6 +492,24 @@ def _samples(folder: Path, format_name: str, manifest: dict, labelled: np.ndarra
                 return
         if lookups >= IMAGE_LOOKUPS:
             return
+
+
+_CANDIDATES_BATCH = 4096
+
+
+def _candidates(listed: np.ndarray, labelled: np.ndarray | None) -> Iterator[int]:
+    """The listed task ids (sorted, unique) that have labels, in order, found a batch at a time: the
+    preview stops after a few, and a million ids are never sorted together (as `np.isin` would)."""
+    if labelled is not None and len(labelled) > 1 and not np.all(labelled[1:] >= labelled[:-1]):
+        labelled = np.sort(labelled)
+    for start in range(0, len(listed), _CANDIDATES_BATCH):
+        batch = listed[start:start + _CANDIDATES_BATCH]
+        if labelled is not None:
+            if not len(labelled):
+                return
+            found = labelled[np.minimum(np.searchsorted(labelled, batch), len(labelled) - 1)]
+            batch = batch[found == batch]
+        yield from map(int, batch)
 
 
 _MAPPING_TASK = re.compile(rb'^\{"task":(-?\d+),')
@@ -520,13 +536,17 @@ class _FilesMapping:
                     offset += len(line)
         except OSError:
             pass
-        order = np.argsort(np.frombuffer(ids, dtype=np.int64), kind="stable")
-        self._ids = np.frombuffer(ids, dtype=np.int64)[order]
-        self._offsets = np.frombuffer(offsets, dtype=np.int64)[order]
+        self._ids = np.frombuffer(ids, dtype=np.int64)
+        self._offsets = np.frombuffer(offsets, dtype=np.int64)
+        # Lines in task order (as a build writes them) are used as read: no sorted copies.
+        self._unique = len(self._ids) < 2 or bool(np.all(self._ids[1:] > self._ids[:-1]))
+        if not self._unique:
+            order = np.argsort(self._ids, kind="stable")
+            self._ids, self._offsets = self._ids[order], self._offsets[order]
 
     def task_ids(self) -> np.ndarray:
-        """The tasks listed, by id."""
-        return self._ids
+        """The tasks listed, by id, each once."""
+        return self._ids if self._unique else np.unique(self._ids)
 
     def get(self, task_id: int) -> dict | None:
         position = int(np.searchsorted(self._ids, task_id, side="right")) - 1  # the last line of the id, as a dict would
