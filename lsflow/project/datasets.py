@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from functools import cache, partial
 from pathlib import Path
 
+import pyarrow as pa
+
 from lsflow import __version__
 from lsflow.core.formats import writer_class
 from lsflow.core.formats.base import CheckOutcome, ExportContext
@@ -157,6 +159,9 @@ def build_datasets(layout: ProjectLayout, formats: list[str], media: MediaResolv
     when its content changed (`datasets/<FORMAT>` shows the newest), reusing the output of every task
     the last build of the same formats already wrote; then the versions beyond `keep_versions` go, and
     with `object_store` each format's newest version is published there too."""
+    # Arrow's default pool (mimalloc) keeps what it freed: publishing five versions of a large project
+    # (lineage, task tables, digests, cards) peaked ~50 MB higher on it than on the system allocator.
+    pa.set_memory_pool(pa.system_memory_pool())
     with project_lock(layout), _lineage_path(layout) as lineage:
         facts = build_facts(layout, settings.policy, settings.options, settings.label_studio_url)
         # The lineage goes to a file, written once when first needed and read a batch at a time: a million
