@@ -236,7 +236,7 @@ class UltralyticsWriter(VisionWriter):
                 continue
             if not (out_dir / data[split]).is_dir():
                 problems.append(f"{DATA_YAML} {split}: {data[split]} is not a folder of the dataset")
-            per_split[split] = sum(1 for _ in (out_dir / "labels" / split).glob("*.txt"))
+            per_split[split] = sum(1 for _ in files_in(out_dir / "labels" / split, ".txt"))  # Path.glob lists a folder whole
             if per_split[split] == 0:
                 problems.append(f"the {split} split has no images: the project has too few tasks for "
                                 f"an {int(dict(SPLITS)[split] * 100)}% share")
