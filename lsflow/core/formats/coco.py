@@ -44,7 +44,7 @@ from lsflow.core.formats.shared.coco_json import (
     first_category_id,
     keypoint_category_id,
 )
-from lsflow.core.formats.shared.coco_stream import STREAM_ABOVE_BYTES, check_streamed
+from lsflow.core.formats.shared.coco_stream import STREAM_ABOVE_BYTES, annotation_problems, check_streamed
 from lsflow.core.formats.shared.vision import (
     IMAGE_SIZE_UNKNOWN,
     IMAGES_READABLE,
@@ -288,25 +288,9 @@ class CocoWriter(VisionWriter):
         problems, masks = [], 0
         for annotation in coco.dataset["annotations"]:
             image = coco.imgs.get(annotation["image_id"])
-            x, y, w, h = annotation["bbox"]
-            # A keypoint group may be one point: its envelope has no size, and that is the truth.
-            needs_size = not annotation.get("num_keypoints")
-            if image is None:
-                problems.append(f"annotation {annotation['id']}: image {annotation['image_id']} is not listed")
-                continue
-            if (x < 0 or y < 0 or x + w > image["width"] + 1e-6 or y + h > image["height"] + 1e-6
-                    or (needs_size and (w <= 0 or h <= 0))):
-                problems.append(
-                    f"annotation {annotation['id']} (task {annotation['image_id']}): bbox {annotation['bbox']} "
-                    f"is not inside the {image['width']}x{image['height']} image"
-                )
-            segmentation = annotation["segmentation"]
-            if isinstance(segmentation, dict):
-                masks += 1
-                if segmentation.get("size") != [image["height"], image["width"]]:
-                    problems.append(f"annotation {annotation['id']} (task {annotation['image_id']}): mask size "
-                                    f"{segmentation.get('size')} is not the image's "
-                                    f"[{image['height']}, {image['width']}]")
+            size = (image["width"], image["height"]) if image is not None else None
+            masks += size is not None and isinstance(annotation.get("segmentation"), dict)
+            problems += annotation_problems(annotation, size)
         return CheckOutcome(COCO_LOADS.name, not problems, problems[:20], {
             "images": len(coco.imgs), "annotations": len(coco.anns), "categories": len(coco.cats), "masks": masks,
         }), coco.dataset

@@ -70,23 +70,28 @@ def check_streamed(path: Path, problems_kept: int = 20) -> StreamedCoco:
             result.annotations += 1
             result.annotation_categories[annotation.get("category_id")] += 1
             size = image_size(annotation["image_id"])
-            if size is None:
-                problem(f"annotation {annotation['id']}: image {annotation['image_id']} is not listed")
-                continue
-            width, height = size
-            x, y, w, h = annotation["bbox"]
-            needs_size = not annotation.get("num_keypoints")  # a one-point keypoint group has no extent
-            if (x < 0 or y < 0 or x + w > width + 1e-6 or y + h > height + 1e-6
-                    or (needs_size and (w <= 0 or h <= 0))):
-                problem(f"annotation {annotation['id']} (task {annotation['image_id']}): bbox {annotation['bbox']} "
-                        f"is not inside the {width}x{height} image")
-            segmentation = annotation.get("segmentation")
-            if isinstance(segmentation, dict):
-                result.masks += 1
-                if segmentation.get("size") != [height, width]:
-                    problem(f"annotation {annotation['id']} (task {annotation['image_id']}): mask size "
-                            f"{segmentation.get('size')} is not the image's [{height}, {width}]")
+            result.masks += size is not None and isinstance(annotation.get("segmentation"), dict)
+            for text in annotation_problems(annotation, size):
+                problem(text)
     return result
+
+
+def annotation_problems(annotation: dict[str, Any], size: tuple[int, int] | None) -> list[str]:
+    """Why a COCO annotation does not fit its image (`size`: its width and height; None: not listed)."""
+    if size is None:
+        return [f"annotation {annotation['id']}: image {annotation['image_id']} is not listed"]
+    width, height = size
+    problems = []
+    x, y, w, h = annotation["bbox"]
+    needs_size = not annotation.get("num_keypoints")  # a one-point keypoint group has no extent, rightly
+    if x < 0 or y < 0 or x + w > width + 1e-6 or y + h > height + 1e-6 or (needs_size and (w <= 0 or h <= 0)):
+        problems.append(f"annotation {annotation['id']} (task {annotation['image_id']}): bbox {annotation['bbox']} "
+                        f"is not inside the {width}x{height} image")
+    segmentation = annotation.get("segmentation")
+    if isinstance(segmentation, dict) and segmentation.get("size") != [height, width]:
+        problems.append(f"annotation {annotation['id']} (task {annotation['image_id']}): mask size "
+                        f"{segmentation.get('size')} is not the image's [{height}, {width}]")
+    return problems
 
 
 def _reordered(values: array, order: numpy.ndarray) -> array:
