@@ -6,6 +6,7 @@ standalone code location's.
 """
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import dagster as dg
 
@@ -17,8 +18,8 @@ from lsflow.defs.names import STANDALONE, Names
 from lsflow.defs.partitions import project_partitions
 from lsflow.defs.resources import DatasetSettings, TaskSourceResource
 from lsflow.defs.review import build_prediction_review
-from lsflow.defs.shards import build_dataset_shards
-from lsflow.project.datasets import REGION_ACCOUNTING, DatasetOptions, build_datasets, dataset_checks
+from lsflow.defs.shards import build_dataset_shards, shard_options
+from lsflow.project.datasets import REGION_ACCOUNTING, build_datasets, dataset_checks
 from lsflow.project.layout import ProjectLayout
 from lsflow.project.snapshot import take_project_snapshot
 from lsflow.project.store import update_store
@@ -164,11 +165,10 @@ def _build_formats(context: dg.AssetExecutionContext, settings: DatasetSettings,
         context.log.info(f"{name} skipped for project {context.partition_key}: {reason}")
 
     with media:
-        built = build_datasets(layout, selected, media, DatasetOptions(
-            policy=settings.policy(), options=settings.writer_options, workers=settings.workers,
-            write_inapplicable=False, on_not_applicable=skipped, keep_versions=settings.keep_versions,
-            label_studio_url=task_source.server_url(), shard_size=settings.shard_size,
-            object_store=settings.object_store()))
+        # The shard steps' options, so that the shards they built are current here (their stamps agree).
+        built = build_datasets(layout, selected, media, replace(
+            shard_options(settings), on_not_applicable=skipped, keep_versions=settings.keep_versions,
+            label_studio_url=task_source.server_url(), object_store=settings.object_store()))
     snapshot_id = read_manifest(layout.store_dir).get("snapshot_id") or ""
     media_counts = media_metadata(context.log, media)
     for name, result in built.results.items():
