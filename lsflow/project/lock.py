@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import shutil
 import socket
 import sys
 import time
@@ -22,6 +21,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from lsflow.core.pipeline.publish import remove_leftovers
 from lsflow.project.layout import ProjectLayout
 
 LOCK_TIMEOUT = 3600.0  # seconds a step waits for another run of the same project
@@ -97,12 +97,4 @@ def clear_leftovers(layout: ProjectLayout) -> None:
         places += [(folder, lambda name: name.startswith((".removing-", ".pins.json.")))
                    for folder in layout.versions_root.iterdir()]
     for folder, leftover in places:
-        if not folder.is_dir():
-            continue
-        for entry in folder.iterdir():
-            if not leftover(entry.name):
-                continue
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
+        remove_leftovers(folder, leftover)

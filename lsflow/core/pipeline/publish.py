@@ -7,7 +7,7 @@ import os
 import shutil
 import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +44,20 @@ def publish_directory(source: Path, destination: Path, keep_unchanged: bool = Tr
     if retired is not None and trash is None:
         shutil.rmtree(retired, ignore_errors=True)
     return summary
+
+
+def remove_leftovers(folder: Path, leftover: Callable[[str], bool]) -> None:
+    """The entries of `folder` whose names `leftover` picks (what a killed build left), folders with their
+    contents; a link is removed, never followed."""
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        if not leftover(entry.name):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def empty_trash(trash: Path) -> None:

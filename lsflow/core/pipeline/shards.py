@@ -47,6 +47,7 @@ from lsflow.core.pipeline.build import FormatResult, Versioning
 from lsflow.core.pipeline.export import export_datasets
 from lsflow.core.pipeline.merge import OUT_DIR, REUSE_DIR, merge_shards
 from lsflow.core.pipeline.naming import TaskFileNames, plain_name
+from lsflow.core.pipeline.publish import remove_leftovers
 
 SHARD_SIZE = 100_000  # tasks (task-id values) per shard
 STAMP_FILE = "built.json"  # what a shard's last finished build was made from, and of which formats
@@ -235,14 +236,7 @@ def _clear_shard_leftovers(folder: Path) -> None:
     """Staging folders a killed build of this shard left (the project lock's sweep does not reach shards:
     shard builds run beside each other, each owning its folder)."""
     for place in (folder / OUT_DIR, folder / REUSE_DIR):
-        if place.is_dir():
-            for entry in place.iterdir():
-                if not entry.name.startswith((".staging-", ".retired-")):
-                    continue
-                if entry.is_dir():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
+        remove_leftovers(place, lambda name: name.startswith((".staging-", ".retired-")))
 
 
 def remove_stale_shards(shards_root: Path, plan: ShardPlan) -> None:
