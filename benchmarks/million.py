@@ -3,6 +3,7 @@ then an incremental pass with 0.1 % of the tasks changed.
 
     nice -n 10 .venv/bin/python benchmarks/million.py [--tasks 1000000] [--shard-size 100000]
         [--changed 0.001] [--workers 2] [--out benchmarks/out/million] [--from-step store]
+        [--incremental-from shards]
 
 The export is `generate_export.py`'s (generated into `--out` if missing), read offline through the
 export-file source: the path the Dagster assets take (`label_studio_snapshot` → `normalized_tasks` →
@@ -186,6 +187,18 @@ def edit_export(source: Path, destination: Path, every: int) -> int:
     return changed
 
 
+def resume_incremental(args: argparse.Namespace, root: Path, source: Path) -> None:
+    """The rest of an incremental pass a stopped run left: the edited export is already the project's."""
+    edited = args.out / f"export-{args.tasks}-edited.json"
+    if not (source / "1" / "export.json").samefile(edited):
+        raise SystemExit(f"the project's export is not {edited}: run the incremental pass whole")
+    results = {"incremental": run_steps(STEPS[STEPS.index(args.incremental_from):], root, source, args)}
+    used, files = disk_bytes(root)
+    results["incremental_disk"] = {"bytes": used, "files": files}
+    print(json.dumps({"disk_after_incremental": results["incremental_disk"]}), flush=True)
+    (args.out / f"result-{args.tasks}-incremental-from-{args.incremental_from}.json").write_text(json.dumps(results, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=1_000_000)
@@ -195,6 +208,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "million")
     parser.add_argument("--from-step", choices=STEPS, default=STEPS[0],
                         help="start the full build at this step, on the output a stopped run left (its earlier steps done)")
+    parser.add_argument("--incremental-from", choices=STEPS,
+                        help="only the incremental pass, from this step, on the output a stopped incremental pass left")
     parser.add_argument("--child", nargs=5)
     parser.add_argument("--edit", nargs=3, help=argparse.SUPPRESS)  # SOURCE DESTINATION EVERY, in a child
     args = parser.parse_args()
@@ -215,10 +230,13 @@ def main() -> None:
     project = source / "1"
     project.mkdir(parents=True, exist_ok=True)
     (project / "label_config.xml").write_bytes((args.out / "label_config.xml").read_bytes())
+    root = args.out / f"output-{args.tasks}"
+    if args.incremental_from:
+        resume_incremental(args, root, source)
+        return
     if (project / "export.json").exists():
         (project / "export.json").unlink()
     os.link(export, project / "export.json")
-    root = args.out / f"output-{args.tasks}"
     if root.exists() and args.from_step == STEPS[0]:
         subprocess.run(["rm", "-rf", str(root)], check=True)
     print(json.dumps({"tasks": args.tasks, "export_bytes": export.stat().st_size, "shard_size": args.shard_size,
