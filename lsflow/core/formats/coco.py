@@ -59,7 +59,7 @@ from lsflow.core.geometry.shapes import Shape
 from lsflow.core.model.task import Annotation
 
 COCO_LOADS = CheckSpec(
-    "coco_loads", "the file loads in pycocotools (above 256 MiB it is read a record at a time instead), every box "
+    "coco_loads", "the file loads in pycocotools (above 32 MiB it is read a record at a time instead), every box "
     "lies inside its image and every mask has its image's size"
 )
 
