@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from lsflow import __version__
 from lsflow.core.formats import writer_class
 from lsflow.core.formats.base import CheckOutcome, ExportContext
+from lsflow.core.incremental.reuse import code_digest
 from lsflow.core.incremental.store import iter_store_entries, iter_store_tasks, read_manifest
 from lsflow.core.model.entries import TaskEntry
 from lsflow.core.model.label_config import LabelConfig
@@ -86,9 +86,10 @@ class Sharding:
 
     def stamps(self, context: ExportContext, policy: AnnotationPolicy) -> Callable[[Shard], str]:
         """A shard's stamp: a digest of everything its output depends on besides its formats — lsflow's
-        version, its tasks (ids and content hashes), the plan's size and the names it fixed in the
-        shard, the label config and what was made of it, writer options and the annotation policy."""
-        common = [__version__, self.plan.size, repr(context.label_config), context.classes.names_by_id,
+        code (as the reuse index's fingerprint: a shard is never kept by other code than its tasks'
+        reused outputs would be), its tasks (ids and content hashes), the plan's size and the names it
+        fixed in the shard, the label config and what was made of it, writer options and the policy."""
+        common = [code_digest(), self.plan.size, repr(context.label_config), context.classes.names_by_id,
                   context.keypoint_names, context.image_key, context.project_id, sorted(context.options.items()),
                   str(policy)]
 

@@ -53,7 +53,7 @@ _SCHEMA = pa.schema([
 
 
 @cache
-def _code_digest() -> str:
+def code_digest() -> str:
     """lsflow's own source: outputs are reused only by the code that made them."""
     digest = hashlib.sha256()
     package = Path(__file__).resolve().parent.parent
@@ -65,7 +65,7 @@ def _code_digest() -> str:
 def fingerprint(format_name: str, context: ExportContext, policy: AnnotationPolicy) -> str:
     """Everything but the task (and, for media-keyed formats, its media files) a task's output depends on."""
     return hashlib.sha256(orjson.dumps([
-        _code_digest(), format_name, repr(context.label_config), context.classes.names_by_id,
+        code_digest(), format_name, repr(context.label_config), context.classes.names_by_id,
         context.keypoint_names, context.project_id, context.image_key, sorted(context.options.items()), str(policy),
     ])).hexdigest()
 
