@@ -114,3 +114,18 @@ def test_the_plan_is_kept_for_the_store_as_it_is_and_made_again_when_it_changes(
     update_store(layout)
     again = cached_store_plan(layout.store_dir, 10, cache)
     assert [a.digest == b.digest for a, b in zip(first.shards, again.shards)] == [True, False, True, True]
+
+
+def test_other_code_builds_every_shard_again(tmp_path, monkeypatch):
+    """Shards built by other code are not current, as the reuse index would not reuse their tasks either:
+    a merge never mixes shards of two versions of the writers."""
+    import lsflow.project.datasets as datasets
+
+    rng = random.Random(11)
+    write_project(tmp_path / "projects" / "1", [make_task(task_id, rng) for task_id in range(1, 40)])
+    layout, _ = build(ExportFileSource(tmp_path / "projects"), tmp_path / "out", 10)
+    options = DatasetOptions(workers=1, shard_size=10)
+    assert datasets.pending_shards(layout, ["YOLO"], options).shards == []
+    monkeypatch.setattr(datasets, "code_digest", lambda: "other code")
+    assert [s.name for s in datasets.pending_shards(layout, ["YOLO"], options).shards] == [
+        "0-10", "10-20", "20-30", "30-40"]
