@@ -3,7 +3,7 @@ then an incremental pass with 0.1 % of the tasks changed.
 
     nice -n 10 .venv/bin/python benchmarks/million.py [--tasks 1000000] [--shard-size 100000]
         [--changed 0.001] [--workers 2] [--out benchmarks/out/million] [--from-step store]
-        [--incremental-from shards]
+        [--incremental-from shards] [--edit-round 1] [--no-checks]
 
 The export is `generate_export.py`'s (generated into `--out` if missing), read offline through the
 export-file source: the path the Dagster assets take (`label_studio_snapshot` → `normalized_tasks` →
@@ -14,7 +14,9 @@ wall time; the largest single process's peak RSS (the step's own, `getrusage(RUS
 forked writers', `RUSAGE_CHILDREN`: the largest of them); the step's process tree sampled every 0.2 s
 (sum of RSS and of PSS: pages a forked worker shares with its parent count once in PSS). Then the
 disk under the project folder (`st_blocks`, each inode once), and the same for the incremental pass:
-`--changed` of the tasks (every 1/changed-th by id) get a box moved and a newer `updated_at`.
+`--changed` of the tasks (every 1/changed-th by id) get a box moved and a newer `updated_at` (by
+0.5 % of the width times `--edit-round`: a second round on an output whose store holds the first
+changes the same tasks again).
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ def run_steps(steps: tuple[str, ...], root: Path, source: Path, args: argparse.N
     """The steps in turn; "shards" is the plan's step, then one step per shard it lists."""
     results = []
     for step in steps:
+        if step == "checks" and args.no_checks:
+            continue
         if step != "shards":
             results.append(run_step(step, root, source, args))
             continue
@@ -159,9 +163,9 @@ def disk_bytes(folder: Path) -> tuple[int, int]:
     return total, files
 
 
-def edit_export(source: Path, destination: Path, every: int) -> int:
-    """The export with every `every`-th task (by position) changed: its first box moved, a newer
-    `updated_at`. Untouched tasks are copied byte for byte."""
+def edit_export(source: Path, destination: Path, every: int, edit_round: int = 1) -> int:
+    """The export with every `every`-th task (by position) changed: its first box moved (by 0.5 % of the
+    width per round), a newer `updated_at`. Untouched tasks are copied byte for byte."""
     import orjson
 
     from lsflow.sources.export_file import iter_export_entries
@@ -176,10 +180,10 @@ def edit_export(source: Path, destination: Path, every: int) -> int:
                 for annotation in task["annotations"]:
                     for region in annotation["result"]:
                         if "x" in region["value"]:
-                            region["value"]["x"] = max(0.0, region["value"]["x"] - 0.5)
+                            region["value"]["x"] = max(0.0, region["value"]["x"] - 0.5 * edit_round)
                             break
-                    annotation["updated_at"] = "2026-01-02T10:00:00.000000Z"
-                task["updated_at"] = "2026-01-02T10:00:00.000000Z"
+                    annotation["updated_at"] = f"2026-01-{1 + edit_round:02d}T10:00:00.000000Z"
+                task["updated_at"] = f"2026-01-{1 + edit_round:02d}T10:00:00.000000Z"
                 raw = orjson.dumps(task)
                 changed += 1
             out.write((b", " if position else b"") + raw)
@@ -210,11 +214,15 @@ def main() -> None:
                         help="start the full build at this step, on the output a stopped run left (its earlier steps done)")
     parser.add_argument("--incremental-from", choices=STEPS,
                         help="only the incremental pass, from this step, on the output a stopped incremental pass left")
+    parser.add_argument("--edit-round", type=int, default=1,
+                        help="how far the edit moves the boxes: another round than the store holds changes them again")
+    parser.add_argument("--no-checks", action="store_true",
+                        help="leave out the checks step (measured on its own: `--from-step checks`)")
     parser.add_argument("--child", nargs=5)
-    parser.add_argument("--edit", nargs=3, help=argparse.SUPPRESS)  # SOURCE DESTINATION EVERY, in a child
+    parser.add_argument("--edit", nargs=4, help=argparse.SUPPRESS)  # SOURCE DESTINATION EVERY ROUND, in a child
     args = parser.parse_args()
     if args.edit:
-        print(edit_export(Path(args.edit[0]), Path(args.edit[1]), int(args.edit[2])))
+        print(edit_export(Path(args.edit[0]), Path(args.edit[1]), int(args.edit[2]), int(args.edit[3])))
         return
     if args.child:
         step, root, source, shard_size, workers = args.child
@@ -249,7 +257,8 @@ def main() -> None:
     edited = args.out / f"export-{args.tasks}-edited.json"
     started = time.perf_counter()
     # In a child: the parent's peak RSS would be every later step's, which getrusage counts from the fork.
-    changed = int(subprocess.run([sys.executable, __file__, "--edit", str(export), str(edited), str(round(1 / args.changed))],
+    changed = int(subprocess.run([sys.executable, __file__, "--edit", str(export), str(edited), str(round(1 / args.changed)),
+                                  str(args.edit_round)],
                                  check=True, capture_output=True, text=True).stdout.split()[-1])
     print(json.dumps({"edited_tasks": changed, "edit_seconds": round(time.perf_counter() - started, 1)}), flush=True)
     (project / "export.json").unlink()
