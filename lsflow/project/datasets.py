@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -29,6 +28,7 @@ from lsflow.core.pipeline.build import FormatResult, Versioning
 from lsflow.core.pipeline.context import export_context
 from lsflow.core.pipeline.export import export_datasets
 from lsflow.core.pipeline.parallel import usable_cores
+from lsflow.core.pipeline.publish import remove_tree
 from lsflow.core.pipeline.shards import (
     SHARD_SIZE,
     Shard,
@@ -171,7 +171,7 @@ def build_datasets(layout: ProjectLayout, formats: list[str], media: MediaResolv
         versioning = Versioning(layout.versions_root, describer(layout.versions_root, facts, tasks, media, write_card))
         sharding = project_sharding(layout, settings.shard_size)
         if sharding is None:  # a project that shrank below the shard size: its shards are of no more use
-            shutil.rmtree(layout.shards_dir, ignore_errors=True)
+            remove_tree(layout.shards_dir)
         built = write_datasets(lambda: iter_store_tasks(layout.store_dir),
                                lambda _: iter_store_entries(layout.store_dir), formats, layout.datasets_dir,
                                snapshot_label_config(layout), media, settings, project_id=layout.project_id,

@@ -4,14 +4,13 @@ move, so a reader never sees half a report."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from lsflow.core.incremental.store import iter_store_entries
 from lsflow.core.model.entries import TaskEntry
-from lsflow.core.pipeline.publish import publish_directory
+from lsflow.core.pipeline.publish import publish_directory, remove_tree
 from lsflow.project.layout import ProjectLayout
 from lsflow.project.lock import project_lock
 from lsflow.sources.export_file import iter_export_entries
@@ -37,11 +36,11 @@ def report_of_export(export_file: Path, out_dir: Path, compute: Compute, write: 
 
 
 def _publish(result: dict[str, Any], write: Write, destination: Path, staging: Path, title: str) -> None:
-    shutil.rmtree(staging, ignore_errors=True)
+    remove_tree(staging)
     staging.mkdir(parents=True)
     try:
         write(result, staging, title)
         destination.parent.mkdir(parents=True, exist_ok=True)
         publish_directory(staging, destination, keep_unchanged=False)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree(staging)

@@ -6,7 +6,6 @@ incremental whenever an earlier store of the project exists and a full export wa
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ import pyarrow.parquet as pq
 from lsflow.core.incremental.changes import WATERMARK_OVERLAP, watermark
 from lsflow.core.incremental.store import MANIFEST_FILE, STORE_VERSION, read_manifest
 from lsflow.core.model.label_config import LabelConfig
-from lsflow.core.pipeline.publish import publish_directory
+from lsflow.core.pipeline.publish import publish_directory, remove_tree
 from lsflow.project.layout import ProjectLayout
 from lsflow.project.lock import project_lock
 from lsflow.sources.base import TaskSource
@@ -48,12 +47,12 @@ class SnapshotRecord:
 def staging(layout: ProjectLayout, name: str) -> Iterator[Path]:
     """A private folder to build `name` in; gone afterwards, whether it was published or not."""
     directory = layout.staging_dir(name)
-    shutil.rmtree(directory, ignore_errors=True)
+    remove_tree(directory)
     directory.mkdir(parents=True)
     try:
         yield directory
     finally:
-        shutil.rmtree(directory, ignore_errors=True)
+        remove_tree(directory)
 
 
 def stored_task_ids(store_dir: Path) -> set[int]:

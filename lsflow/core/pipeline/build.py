@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from lsflow.core.incremental.reuse import OutputRecorder, PreviousOutputs, finge
 from lsflow.core.model.entries import TaskEntry
 from lsflow.core.model.selection import AnnotationPolicy
 from lsflow.core.pipeline.parallel import BatchOutput, write_task
-from lsflow.core.pipeline.publish import PublishSummary, publish_directory
+from lsflow.core.pipeline.publish import PublishSummary, publish_directory, remove_tree
 from lsflow.core.pipeline.streams import StreamSink
 from lsflow.core.pipeline.versions import Describe, PublishedVersion, publish_version
 
@@ -224,4 +223,4 @@ class FormatBuild:
             self.previous.close()
         if self.recorder is not None:
             self.recorder.abandon()
-            shutil.rmtree(self.recorder.directory, ignore_errors=True)
+            remove_tree(self.recorder.directory)

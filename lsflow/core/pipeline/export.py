@@ -13,7 +13,6 @@ not change: its records are copied out of the previous stream files and its own 
 from __future__ import annotations
 
 import gc
-import shutil
 import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +27,7 @@ from lsflow.core.pipeline.build import FormatBuild, FormatResult, Versioning
 from lsflow.core.pipeline.naming import TaskFileNames
 from lsflow.core.pipeline.parallel import can_fork
 from lsflow.core.pipeline.passes import Pass
-from lsflow.core.pipeline.publish import empty_trash
+from lsflow.core.pipeline.publish import empty_trash, remove_tree
 
 GC_THRESHOLD = 10_000
 TRASH_DIR = ".trash"  # in the reuse folder: what a build replaced, removed by the next one
@@ -79,7 +78,7 @@ def export_datasets(
         if not finished:
             for build in builds:
                 build.abandon()
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree(staging)
         if cleaner is not None:
             cleaner.shutdown()  # waits: nothing of the last build outlives this one
             assert cleaning is not None  # submitted with the cleaner

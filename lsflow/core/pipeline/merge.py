@@ -17,7 +17,6 @@ Shards hold consecutive id ranges in order, so the merge:
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from pathlib import Path
 from typing import BinaryIO
@@ -29,6 +28,7 @@ from lsflow.core.formats.base import ExportContext
 from lsflow.core.incremental.reuse import INDEX_FILE
 from lsflow.core.model.selection import AnnotationPolicy
 from lsflow.core.pipeline.build import FileLink, FormatBuild, FormatResult, Versioning, link_files
+from lsflow.core.pipeline.publish import remove_tree
 
 OUT_DIR = "out"  # a shard folder's output (`lsflow.core.pipeline.shards`)
 REUSE_DIR = "reuse"  # and its reuse index with the working streams
@@ -69,7 +69,7 @@ def merge_shards(formats: list[str], shard_dirs: list[Path], out_root: Path, con
         if not finished:
             for build in builds:
                 build.abandon()
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree(staging)
 
 
 def _append_shard(build: FormatBuild, shard_out: Path, shard_reuse: Path, sources: list[BinaryIO]) -> None:

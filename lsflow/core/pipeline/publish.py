@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import stat
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _COMPARE_CHUNK = 1 << 16
+_REMOVE_BATCH = 4096  # entries of a folder listed before they are removed
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +42,51 @@ def publish_directory(source: Path, destination: Path, keep_unchanged: bool = Tr
         os.rename(destination, retired)
     os.rename(source, destination)
     if retired is not None and trash is None:
-        shutil.rmtree(retired, ignore_errors=True)
+        remove_tree(retired)
     return summary
+
+
+def remove_tree(path: Path | str) -> None:
+    """`shutil.rmtree(path, ignore_errors=True)` in bounded memory. shutil lists a folder whole before
+    removing its entries: a DirEntry per file, ~150 MB for a dataset version of a million files. Here a
+    folder is listed a batch at a time and each batch removed before the next is read; links are
+    removed, never followed; what cannot be removed stays, as with `ignore_errors`."""
+    try:
+        is_folder = stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return
+    if is_folder:
+        _remove_contents(os.fspath(path))
+    with contextlib.suppress(OSError):
+        os.rmdir(path) if is_folder else os.unlink(path)
+
+
+def _remove_contents(folder: str) -> None:
+    kept: set[str] = set()  # entries that could not be removed: skipped when the folder is listed again
+    while True:
+        batch: list[tuple[str, bool]] = []
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.path not in kept:
+                        batch.append((entry.path, entry.is_dir(follow_symlinks=False)))
+                        if len(batch) == _REMOVE_BATCH:
+                            break
+        except OSError:
+            return
+        if not batch:
+            return
+        for entry_path, is_folder in batch:
+            try:
+                if is_folder:
+                    _remove_contents(entry_path)
+                    os.rmdir(entry_path)
+                else:
+                    os.unlink(entry_path)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                kept.add(entry_path)
 
 
 def remove_leftovers(folder: Path, leftover: Callable[[str], bool]) -> None:
@@ -54,17 +97,14 @@ def remove_leftovers(folder: Path, leftover: Callable[[str], bool]) -> None:
     for entry in folder.iterdir():
         if not leftover(entry.name):
             continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
+        remove_tree(entry)
 
 
 def empty_trash(trash: Path) -> None:
     """Remove what `publish_directory` moved into `trash`."""
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(trash):
-            shutil.rmtree(entry.path, ignore_errors=True)
+            remove_tree(entry.path)
 
 
 def carry_over_unchanged(new: Path, old: Path | None, ignore: frozenset[str] = frozenset()) -> PublishSummary:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -47,7 +46,7 @@ from lsflow.core.pipeline.build import FormatResult, Versioning
 from lsflow.core.pipeline.export import export_datasets
 from lsflow.core.pipeline.merge import OUT_DIR, REUSE_DIR, merge_shards
 from lsflow.core.pipeline.naming import TaskFileNames, plain_name
-from lsflow.core.pipeline.publish import remove_leftovers
+from lsflow.core.pipeline.publish import remove_leftovers, remove_tree
 
 SHARD_SIZE = 100_000  # tasks (task-id values) per shard
 STAMP_FILE = "built.json"  # what a shard's last finished build was made from, and of which formats
@@ -245,4 +244,4 @@ def remove_stale_shards(shards_root: Path, plan: ShardPlan) -> None:
     if shards_root.is_dir():
         for folder in shards_root.iterdir():
             if folder.name not in wanted:
-                shutil.rmtree(folder, ignore_errors=True)
+                remove_tree(folder)

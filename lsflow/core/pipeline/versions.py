@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lsflow.core.pipeline.publish import PublishSummary, carry_over_unchanged
+from lsflow.core.pipeline.publish import PublishSummary, carry_over_unchanged, remove_tree
 
 # A version's description of itself, written beside the dataset's files and not part of its id.
 MANIFEST_FILE = "lsflow_version.json"
@@ -116,7 +116,7 @@ def publish_version(staging: Path, versions_dir: Path, stable_path: Path, descri
         versions_dir.mkdir(parents=True, exist_ok=True)
         os.rename(staging, destination)
     else:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree(staging)
     if version != previous:
         point(stable_path, destination)
     return PublishedVersion(version, destination, new, previous, files)
@@ -244,6 +244,6 @@ def apply_retention(versions_dir: Path, stable_path: Path, keep: int, newest_fir
         # Out of sight in one rename first, so a listing never sees half a version.
         retired = versions_dir / f".removing-{version}-{uuid.uuid4().hex[:8]}"
         os.rename(versions_dir / version, retired)
-        shutil.rmtree(retired, ignore_errors=True)
+        remove_tree(retired)
         removed.append(version)
     return removed
