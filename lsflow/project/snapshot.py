@@ -56,7 +56,8 @@ def staging(layout: ProjectLayout, name: str) -> Iterator[Path]:
 
 
 def stored_task_ids(store_dir: Path) -> set[int]:
-    return set(pq.read_table(store_dir / "tasks.parquet", columns=["task_id"]).column(0).to_pylist())
+    ids = pq.ParquetFile(store_dir / "tasks.parquet", pre_buffer=False).read(columns=["task_id"], use_threads=False)
+    return set(ids.column(0).to_pylist())
 
 
 def take_project_snapshot(source: TaskSource, layout: ProjectLayout, full: bool = False,

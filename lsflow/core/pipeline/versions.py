@@ -74,7 +74,7 @@ def current_version(stable_path: Path) -> str | None:
 
 def read_file_digests(version_dir: Path) -> dict[str, FileDigest]:
     try:
-        table = pq.read_table(version_dir / FILES_FILE)
+        table = pq.ParquetFile(version_dir / FILES_FILE, pre_buffer=False).read(use_threads=False)
     except (OSError, pa.ArrowException):
         return {}
     return {path: FileDigest(sha, size) for path, sha, size in zip(
