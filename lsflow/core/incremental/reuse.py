@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterator
 from functools import cache
@@ -39,6 +38,8 @@ from lsflow.core.model.task import ImageSize
 
 INDEX_FILE = "index.parquet"
 _RECORD_BATCH = 4096  # index rows of written tasks held before they are written out
+# The previous index's rows read at once, and how far behind the row asked for (see PreviousOutputs.rows).
+_WINDOW_ROWS, _WINDOW_BEHIND = 8192, 2048
 MANIFEST_FILE = "manifest.json"
 _SCHEMA = pa.schema([
     ("task_id", pa.int64()), ("key", pa.binary()),
@@ -84,45 +85,25 @@ def media_task_key(key: bytes, files: list[tuple[str, int, int]]) -> bytes:
 class PreviousOutputs:
     """The outputs the last export of a format kept: which task's can be reused, and runs of them.
 
-    A run of consecutive rows is reused in constant time: its spans come from (rows, streams)
-    arrays, its accounting from running totals (and the few rows that dropped or skipped anything).
+    Only the task ids and keys are held whole (~40 bytes a task); the rest of the index is read a
+    window of rows at a time as the pass reaches them: five formats' whole indexes of a 100 000-task
+    shard took its reuse pass to ~470 MB. The pass meets the rows in order (the store keeps a task's
+    place), so a window is read a few times per 10 000 tasks.
     """
 
-    def __init__(self, index: pa.Table, sources: dict[str, BinaryIO], format_name: str):
-        self.index = index
+    def __init__(self, index: pq.ParquetFile, sources: dict[str, BinaryIO], format_name: str):
+        self._index = index
         self.format_name = format_name
-        # Held as arrays, not Python objects: five formats' indexes of a 100 000-task shard as dicts and
-        # lists took a shard step's reuse pass to ~530 MB.
-        task_ids = index.column("task_id").to_numpy()
+        self.sources = sources  # stream name → its previous file, open for reading
+        head = index.read(columns=["task_id", "key"], use_threads=False).combine_chunks()
+        task_ids = head.column("task_id").to_numpy()
         self._row_order = np.argsort(task_ids, kind="stable")
         self._sorted_ids = task_ids[self._row_order]
-        self._keys = index.column("key").combine_chunks()
-        self.sources = sources  # stream name → its previous file, open for reading
-        self.starts, self.lengths = (_matrix(index.column(name), len(sources)) for name in ("starts", "lengths"))
-        self._totals = {name: _running_total(index.column(name).to_numpy(zero_copy_only=False))
-                        for name in ("exported", "regions_in", "clipped")}
-        self._totals["written"] = _running_total(pc.list_value_length(index.column("written")).to_numpy())
-        written = index.column("written").combine_chunks()
-        labels = pc.list_flatten(written)
-        self._labels = [label for label in pc.unique(labels).to_pylist() if label is not None]
-        counts = np.zeros((index.num_rows + 1, len(self._labels)), dtype=np.int32)
-        if self._labels:
-            codes = pc.index_in(labels, value_set=pa.array(self._labels, type=pa.string())).to_numpy(zero_copy_only=False)
-            rows = pc.list_parent_indices(written).to_numpy()
-            present = ~np.isnan(codes) if codes.dtype.kind == "f" else np.ones(len(codes), bool)
-            np.add.at(counts, (rows[present] + 1, codes[present].astype(np.int64)), 1)
-        self._label_totals = np.cumsum(counts, axis=0, dtype=np.int64 if index.num_rows >= 2**31 else np.int32)
-        # The rows that dropped or skipped anything, with what: few, so kept as Python lists.
-        names = ("skipped", "dropped", "images_skipped")
-        any_reason = np.zeros(index.num_rows, dtype=bool)
-        for name in names:
-            any_reason |= pc.list_value_length(index.column(name)).to_numpy() > 0
-        self._reason_rows = np.flatnonzero(any_reason).tolist()
-        chosen = index.select(list(names)).take(pa.array(self._reason_rows, type=pa.int64())).to_pydict()
-        self._reasons = {row: tuple(chosen[name][n] for name in names) for n, row in enumerate(self._reason_rows)}
-        files = index.column("files").combine_chunks()
-        self._files = pc.list_flatten(files)
-        self._file_offsets = files.offsets.to_numpy()
+        self._keys = head.column("key").chunk(0) if head.num_rows else pa.array([], pa.binary())
+        sizes = [index.metadata.row_group(group).num_rows for group in range(index.num_row_groups)]
+        self._group_starts = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))
+        self._window_first = self._window_end = 0
+        self._window: pa.Table = _SCHEMA.empty_table()
 
     @classmethod
     def open(cls, directory: Path, fingerprint_now: str, streams: dict[str, Stream], dataset_dir: Path,
@@ -131,11 +112,12 @@ class PreviousOutputs:
         try:
             manifest = orjson.loads((directory / MANIFEST_FILE).read_bytes())
             # Not pq.read_table: it imports pyarrow.dataset (~50 MB in every shard step).
-            index = pq.ParquetFile(directory / INDEX_FILE, pre_buffer=False).read(use_threads=False)
+            index = pq.ParquetFile(directory / INDEX_FILE, pre_buffer=False)
         except (OSError, ValueError, pa.ArrowException):
             return None
         if (manifest.get("fingerprint") != fingerprint_now or manifest.get("streams") != list(streams)
-                or index.schema != _SCHEMA):
+                or index.schema_arrow != _SCHEMA):
+            index.close()
             return None
         sources: dict[str, BinaryIO] = {}
         for name, stream in streams.items():
@@ -147,9 +129,16 @@ class PreviousOutputs:
             if status is None or [status.st_size, status.st_mtime_ns] != manifest["sources"].get(name):
                 for source in sources.values():
                     source.close()
+                index.close()
                 return None
             sources[name] = open(path, "rb")
-        return cls(index.combine_chunks(), sources, format_name)
+        try:
+            return cls(index, sources, format_name)
+        except (OSError, pa.ArrowException):
+            for source in sources.values():
+                source.close()
+            index.close()
+            return None
 
     def match(self, task_id: Any, key: bytes) -> int | None:
         """The task's row, if its output can be reused (the same key: the same task, name and size)."""
@@ -159,45 +148,61 @@ class PreviousOutputs:
         row = int(self._row_order[place])
         return row if self._keys[row].as_py() == key else None
 
+    def rows(self, first: int, count: int) -> pa.Table:
+        """The index rows of a run."""
+        end = first + count
+        if first < self._window_first or end > self._window_end:
+            # Batches still being finished lie a little behind the one being started: read some of those too.
+            low = max(0, first - _WINDOW_BEHIND)
+            high = max(end, first + _WINDOW_ROWS)
+            groups = range(int(np.searchsorted(self._group_starts, low, side="right")) - 1,
+                           min(int(np.searchsorted(self._group_starts, high, side="left")), self._index.num_row_groups))
+            self._window = self._index.read_row_groups(list(groups), use_threads=False).combine_chunks()
+            self._window_first = int(self._group_starts[groups.start])
+            self._window_end = self._window_first + self._window.num_rows
+        return self._window.slice(first - self._window_first, count)
+
+    def spans(self, first: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """(starts, lengths) of the run's records: a (rows, streams) array each."""
+        rows = self.rows(first, count)
+        return tuple(_matrix(rows.column(name), len(self.sources)) for name in ("starts", "lengths"))
+
     def files(self, first: int, count: int) -> Iterator[tuple[int, str]]:
         """(row within the run, relative path) of every file the run's tasks wrote."""
-        offsets = self._file_offsets
-        start = int(offsets[first])
-        files = self._files.slice(start, int(offsets[first + count]) - start).to_pylist()
-        for row in range(count):
-            for relative in files[offsets[first + row] - start:offsets[first + row + 1] - start]:
+        for row, files in enumerate(self.rows(first, count).column("files").to_pylist()):
+            for relative in files:
                 yield row, relative
 
     def report(self, first: int, count: int) -> RegionReport:
         """The run's accounting, as `RegionReport.add_task` would add it up task by task."""
-        end = first + count
-        totals = {name: int(total[end] - total[first]) for name, total in self._totals.items()}
-        labels = self._label_totals[end] - self._label_totals[first]
+        rows = self.rows(first, count)
+        written = pc.list_flatten(rows.column("written"))
+        labels = pc.value_counts(written).to_pylist() if len(written) else []
         report = RegionReport(
-            self.format_name, tasks=count, annotations_exported=totals["exported"], regions_in=totals["regions_in"],
-            written=totals["written"], clipped=totals["clipped"],
-            labels=Counter({label: int(n) for label, n in zip(self._labels, labels) if n}),
+            self.format_name, tasks=count, annotations_exported=_sum(rows, "exported"),
+            regions_in=_sum(rows, "regions_in"), written=len(written), clipped=_sum(rows, "clipped"),
+            labels=Counter({count["values"]: count["counts"] for count in labels if count["values"] is not None}),
         )
-        for row in self._reason_rows[bisect_left(self._reason_rows, first):bisect_left(self._reason_rows, end)]:
-            skipped, dropped, images_skipped = self._reasons[row]
-            report.annotations_skipped.update(skipped)
-            report.dropped.update(dropped)
-            report.images_skipped.update(images_skipped)
+        for name, reasons in (("skipped", report.annotations_skipped), ("dropped", report.dropped),
+                              ("images_skipped", report.images_skipped)):
+            values = pc.list_flatten(rows.column(name))
+            if len(values):
+                reasons.update(values.to_pylist())
         return report
 
     def close(self) -> None:
         for source in self.sources.values():
             source.close()
+        self._index.close()
+
+
+def _sum(rows: pa.Table, column: str) -> int:
+    return int(pc.sum(rows.column(column)).as_py() or 0)
 
 
 def _matrix(column: pa.ChunkedArray, width: int) -> np.ndarray:
     """A list column of `width` numbers a row, as a (rows, width) array."""
     return pc.list_flatten(column.combine_chunks()).to_numpy(zero_copy_only=False).reshape(-1, width)
-
-
-def _running_total(values: np.ndarray) -> np.ndarray:
-    """total[i] = sum of values[:i]."""
-    return np.concatenate(([0], np.cumsum(values, dtype=np.int64)))
 
 
 class OutputRecorder:
@@ -225,10 +230,10 @@ class OutputRecorder:
     def add_kept(self, previous: PreviousOutputs, first: int, count: int, shifts: np.ndarray) -> None:
         """A run of the previous index's rows, its records moved by `shifts` (one offset a stream)."""
         self._flush()
-        starts = previous.starts[first:first + count] + shifts
+        rows = previous.rows(first, count)
+        starts = previous.spans(first, count)[0] + shifts
         offsets = pa.array(np.arange(0, starts.size + 1, starts.shape[1], dtype=np.int32))
         moved = pa.ListArray.from_arrays(offsets, pa.array(starts.reshape(-1), type=pa.int64()))
-        rows = previous.index.slice(first, count)
         self._writer.write_table(rows.set_column(rows.schema.get_field_index("starts"), "starts", moved))
 
     def finish(self, dataset_dir: Path) -> None:

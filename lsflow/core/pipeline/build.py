@@ -157,7 +157,7 @@ class FormatBuild:
         """Consecutive tasks' output from the previous export, in place after the previous task's."""
         previous = self.previous
         assert previous is not None  # kept tasks come from a previous export
-        starts, lengths = previous.starts[first_row:first_row + count], previous.lengths[first_row:first_row + count]
+        starts, lengths = previous.spans(first_row, count)
         shifts = np.zeros(len(self.streams), dtype=np.int64)
         for column, name in enumerate(self.streams):
             present = np.flatnonzero(lengths[:, column])
