@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from lsflow.core.formats import WRITERS
+from lsflow.core.incremental import reuse
 from lsflow.core.pipeline.passes import BATCH_TASKS
 from lsflow.project.datasets import DatasetOptions, build_datasets
 from lsflow.project.layout import ProjectLayout
@@ -112,9 +113,15 @@ def _copy_of(task, task_id, rng):
     return copied
 
 
-def test_many_tasks_through_workers_and_reuse_equal_a_single_process_full_export(project, tmp_path):
+@pytest.mark.parametrize("window", [None, (40, 8)], ids=["default-window", "small-window"])
+def test_many_tasks_through_workers_and_reuse_equal_a_single_process_full_export(project, tmp_path, monkeypatch, window):
     """Above `BATCH_TASKS` tasks, formats are written by worker processes in batches and an
-    incremental build copies runs of unchanged tasks' output: neither may change a byte."""
+    incremental build copies runs of unchanged tasks' output: neither may change a byte. With a
+    window of the previous index smaller than a batch, runs straddle windows and the batches being
+    finished lie behind the window the next batch read."""
+    if window is not None:
+        monkeypatch.setattr(reuse, "_WINDOW_ROWS", window[0])
+        monkeypatch.setattr(reuse, "_WINDOW_BEHIND", window[1])
     rng = random.Random(5)
     sample = json.loads((project / "export.json").read_text())
     tasks = [_copy_of(sample[n % len(sample)], 1000 + n, rng) for n in range(3 * BATCH_TASKS + 40)]

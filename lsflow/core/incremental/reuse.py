@@ -71,15 +71,18 @@ def fingerprint(format_name: str, context: ExportContext, policy: AnnotationPoli
     ])).hexdigest()
 
 
+_KEY_BYTES = 16
+
+
 def task_key(content_hash: str, file_name: str, image_size: ImageSize | None) -> bytes:
     size = f"{image_size.width}x{image_size.height}" if image_size else "-"
-    return hashlib.blake2b(f"{content_hash}\0{file_name}\0{size}".encode(), digest_size=16).digest()
+    return hashlib.blake2b(f"{content_hash}\0{file_name}\0{size}".encode(), digest_size=_KEY_BYTES).digest()
 
 
 def media_task_key(key: bytes, files: list[tuple[str, int, int]]) -> bytes:
     """The task's key and, per media file its output is made from, (reference, size, mtime in ns):
     a file replaced under the same reference (re-uploaded, re-downloaded) gives another key."""
-    return hashlib.blake2b(key + orjson.dumps(files), digest_size=16).digest()
+    return hashlib.blake2b(key + orjson.dumps(files), digest_size=_KEY_BYTES).digest()
 
 
 class PreviousOutputs:
@@ -95,11 +98,15 @@ class PreviousOutputs:
         self._index = index
         self.format_name = format_name
         self.sources = sources  # stream name → its previous file, open for reading
-        head = index.read(columns=["task_id", "key"], use_threads=False).combine_chunks()
-        task_ids = head.column("task_id").to_numpy()
+        # A batch at a time: read whole, the two columns' buffers cost ~20 MB a format that the allocator keeps.
+        ids, keys = [], []
+        for batch in index.iter_batches(_WINDOW_ROWS, columns=["task_id", "key"], use_threads=False):
+            ids.append(batch.column(0).to_numpy())
+            keys.append(_fixed_keys(batch.column(1)))
+        task_ids = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
         self._row_order = np.argsort(task_ids, kind="stable")
         self._sorted_ids = task_ids[self._row_order]
-        self._keys = head.column("key").chunk(0) if head.num_rows else pa.array([], pa.binary())
+        self._keys = np.concatenate(keys) if keys else np.zeros((0, 2), dtype=np.uint64)
         sizes = [index.metadata.row_group(group).num_rows for group in range(index.num_row_groups)]
         self._group_starts = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))
         self._window_first = self._window_end = 0
@@ -134,7 +141,7 @@ class PreviousOutputs:
             sources[name] = open(path, "rb")
         try:
             return cls(index, sources, format_name)
-        except (OSError, pa.ArrowException):
+        except (OSError, ValueError, pa.ArrowException):  # ValueError: a key not of `task_key`'s size
             for source in sources.values():
                 source.close()
             index.close()
@@ -146,7 +153,7 @@ class PreviousOutputs:
         if place < 0 or self._sorted_ids[place] != task_id:
             return None
         row = int(self._row_order[place])
-        return row if self._keys[row].as_py() == key else None
+        return row if self._keys[row].tobytes() == key else None
 
     def rows(self, first: int, count: int) -> pa.Table:
         """The index rows of a run."""
@@ -194,6 +201,16 @@ class PreviousOutputs:
         for source in self.sources.values():
             source.close()
         self._index.close()
+
+
+def _fixed_keys(keys: pa.BinaryArray) -> np.ndarray:
+    """The keys (16 bytes each, as `task_key` makes them) as a (rows, 2) array: 16 bytes a task, where
+    Arrow's binary column holds 20 and Python's bytes objects 49."""
+    offsets = np.frombuffer(keys.buffers()[1], dtype=np.int32)[keys.offset:keys.offset + len(keys) + 1]
+    if keys.null_count or np.any(np.diff(offsets) != _KEY_BYTES):
+        raise ValueError("reuse index keys are not all 16 bytes")
+    data = np.frombuffer(keys.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
+    return data.view(np.uint64).reshape(-1, 2).copy()
 
 
 def _sum(rows: pa.Table, column: str) -> int:
