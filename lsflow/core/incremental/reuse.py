@@ -172,7 +172,7 @@ class PreviousOutputs:
     def spans(self, first: int, count: int) -> tuple[np.ndarray, np.ndarray]:
         """(starts, lengths) of the run's records: a (rows, streams) array each."""
         rows = self.rows(first, count)
-        return tuple(_matrix(rows.column(name), len(self.sources)) for name in ("starts", "lengths"))
+        return _matrix(rows.column("starts"), len(self.sources)), _matrix(rows.column("lengths"), len(self.sources))
 
     def files(self, first: int, count: int) -> Iterator[tuple[int, str]]:
         """(row within the run, relative path) of every file the run's tasks wrote."""
