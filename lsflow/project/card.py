@@ -634,6 +634,7 @@ _COCO_HEAD_END = b',"annotations":['
 _COCO_RECORD = re.compile(rb'\{"id":\d+,"image_id":(\d+),')
 _COCO_TAIL = b'],"info":'
 _CHUNK = 1 << 22
+_ANNOTATED_BATCH = 65536
 
 
 def _coco_samples(result: Path, folder: Path, mapping: _FilesMapping,
@@ -641,12 +642,11 @@ def _coco_samples(result: Path, folder: Path, mapping: _FilesMapping,
     scanned = _scan_coco(result)
     if scanned is None:
         return
-    layout, image_ids = scanned
-    order = np.unique(image_ids) if len(image_ids) else np.array([], dtype=np.int64)
+    layout, image_ids = scanned  # the smallest annotated ids with an image record, ascending
     chosen: list[tuple[int, Path, dict]] = []
     lookups = 0
     with open(result, "rb") as stream:
-        for image_id in order.tolist():
+        for image_id in image_ids.tolist():
             image = layout.image(stream, image_id)
             if image is None:
                 continue
@@ -747,9 +747,12 @@ def _scan_coco(result: Path) -> tuple[_CocoLayout, np.ndarray] | None:
         if tail_at < 0:
             return None
         end = size - len(last) + tail_at
-        # An image's annotations follow each other (a task's records are written together): its id is kept
-        # once per run, not once per annotation (the benchmark's million tasks have 4.5 million annotations).
-        annotated: array[int] = array("q")
+        # The preview looks at the annotated images of smallest id only: the ids are kept a run of an image's
+        # annotations at a time (a task's records are written together) and cut down to the smallest
+        # IMAGE_LOOKUPS with an image record every so often (all of them took ~24 bytes a task at a million).
+        images = np.unique(np.frombuffer(image_ids, dtype=np.int64))
+        annotated = np.zeros(0, dtype=np.int64)
+        pending: array[int] = array("q")
         previous_id: int | None = None
         for _, buffer, limit in _chunks(stream, start, end):
             for match in _COCO_RECORD.finditer(buffer):
@@ -757,11 +760,21 @@ def _scan_coco(result: Path) -> tuple[_CocoLayout, np.ndarray] | None:
                     break
                 image_id = int(match.group(1))
                 if image_id != previous_id:
-                    annotated.append(image_id)
+                    pending.append(image_id)
                     previous_id = image_id
+            if len(pending) >= _ANNOTATED_BATCH:
+                annotated = _smallest_with_image(annotated, pending, images)
+                pending = array("q")
+        annotated = _smallest_with_image(annotated, pending, images)
     layout = _CocoLayout(np.frombuffer(image_ids, dtype=np.int64), np.frombuffer(image_starts, dtype=np.int64),
                          images_end, {c["id"]: c["name"] for c in categories or ()}, (start, end))
-    return layout, np.frombuffer(annotated, dtype=np.int64)
+    return layout, annotated
+
+
+def _smallest_with_image(kept: np.ndarray, more: array, images: np.ndarray) -> np.ndarray:
+    """The smallest IMAGE_LOOKUPS distinct ids of `kept` and `more` that have an image record (sorted `images`)."""
+    ids = np.unique(np.concatenate((kept, np.frombuffer(more, dtype=np.int64))))
+    return ids[np.isin(ids, images, assume_unique=True)][:IMAGE_LOOKUPS]
 
 
 def _coco_records(result: Path, layout: _CocoLayout, wanted: set[int]) -> Iterator[dict]:

@@ -6,9 +6,11 @@ import json
 import re
 import shutil
 import xml.etree.ElementTree as ElementTree
+from array import array
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 import yaml
@@ -18,7 +20,15 @@ from lsflow.core.formats.shared.ultralytics import split_of
 from lsflow.core.model.label_config import LabelConfig
 from lsflow.core.pipeline.versions import CARD_DIR, CARD_FILE
 from lsflow.project import card
-from lsflow.project.card import CAPTION, TILE, class_colours, size_category, write_card
+from lsflow.project.card import (
+    CAPTION,
+    IMAGE_LOOKUPS,
+    TILE,
+    _smallest_with_image,
+    class_colours,
+    size_category,
+    write_card,
+)
 from lsflow.project.convert import convert_export
 from lsflow.project.datasets import DatasetOptions
 from lsflow.sources.media import MediaResolver
@@ -238,3 +248,16 @@ def test_empty_task_table(built, tmp_path):
 def test_size_categories():
     assert [size_category(n) for n in (0, 999, 1000, 9999, 10_000, 20_000, 2_000_000)] == [
         "n<1K", "n<1K", "1K<n<10K", "1K<n<10K", "10K<n<100K", "10K<n<100K", "1M<n<10M"]
+
+
+def test_coco_preview_keeps_the_smallest_annotated_ids_with_an_image_across_batches():
+    """The COCO preview's scan keeps a bounded list of annotated image ids, cut down batch by batch: the
+    result must be what sorting every annotated id with an image record would give."""
+    rng = np.random.default_rng(3)
+    images = np.unique(rng.integers(0, 50_000, 20_000))
+    annotated = rng.integers(0, 60_000, 30_000)  # some without an image record
+    kept = np.zeros(0, dtype=np.int64)
+    for part in np.array_split(annotated, 7):
+        kept = _smallest_with_image(kept, array("q", part.tolist()), images)
+    expected = np.unique(annotated[np.isin(annotated, images)])[:IMAGE_LOOKUPS]
+    assert kept.tolist() == expected.tolist() and len(kept) == IMAGE_LOOKUPS
