@@ -122,11 +122,18 @@ class PreviousOutputs:
             index = pq.ParquetFile(directory / INDEX_FILE, pre_buffer=False)
         except (OSError, ValueError, pa.ArrowException):
             return None
-        if (manifest.get("fingerprint") != fingerprint_now or manifest.get("streams") != list(streams)
-                or index.schema_arrow != _SCHEMA):
+        sources: dict[str, BinaryIO] = {}
+
+        def untrusted() -> PreviousOutputs | None:
+            """Nothing to reuse: what was opened, closed."""
+            for source in sources.values():
+                source.close()
             index.close()
             return None
-        sources: dict[str, BinaryIO] = {}
+
+        if (manifest.get("fingerprint") != fingerprint_now or manifest.get("streams") != list(streams)
+                or index.schema_arrow != _SCHEMA):
+            return untrusted()
         for name, stream in streams.items():
             path = _stream_path(stream, directory, dataset_dir)
             try:
@@ -134,18 +141,12 @@ class PreviousOutputs:
             except OSError:
                 status = None
             if status is None or [status.st_size, status.st_mtime_ns] != manifest["sources"].get(name):
-                for source in sources.values():
-                    source.close()
-                index.close()
-                return None
+                return untrusted()
             sources[name] = open(path, "rb")
         try:
             return cls(index, sources, format_name)
         except (OSError, ValueError, pa.ArrowException):  # ValueError: a key not of `task_key`'s size
-            for source in sources.values():
-                source.close()
-            index.close()
-            return None
+            return untrusted()
 
     def match(self, task_id: Any, key: bytes) -> int | None:
         """The task's row, if its output can be reused (the same key: the same task, name and size)."""
@@ -188,7 +189,7 @@ class PreviousOutputs:
         report = RegionReport(
             self.format_name, tasks=count, annotations_exported=_sum(rows, "exported"),
             regions_in=_sum(rows, "regions_in"), written=len(written), clipped=_sum(rows, "clipped"),
-            labels=Counter({count["values"]: count["counts"] for count in labels if count["values"] is not None}),
+            labels=Counter({entry["values"]: entry["counts"] for entry in labels if entry["values"] is not None}),
         )
         for name, reasons in (("skipped", report.annotations_skipped), ("dropped", report.dropped),
                               ("images_skipped", report.images_skipped)):
@@ -244,11 +245,9 @@ class OutputRecorder:
         if len(self._fresh) >= _RECORD_BATCH:
             self._flush()
 
-    def add_kept(self, previous: PreviousOutputs, first: int, count: int, shifts: np.ndarray) -> None:
-        """A run of the previous index's rows, its records moved by `shifts` (one offset a stream)."""
+    def add_kept(self, rows: pa.Table, starts: np.ndarray) -> None:
+        """A run of the previous index's rows, with where their records start now ((rows, streams) array)."""
         self._flush()
-        rows = previous.rows(first, count)
-        starts = previous.spans(first, count)[0] + shifts
         offsets = pa.array(np.arange(0, starts.size + 1, starts.shape[1], dtype=np.int32))
         moved = pa.ListArray.from_arrays(offsets, pa.array(starts.reshape(-1), type=pa.int64()))
         self._writer.write_table(rows.set_column(rows.schema.get_field_index("starts"), "starts", moved))

@@ -168,7 +168,7 @@ class FormatBuild:
                 shifts[column] = new_start - old_start
         self.report.add_report(previous.report(first_row, count))
         if self.recorder is not None:
-            self.recorder.add_kept(previous, first_row, count, shifts)
+            self.recorder.add_kept(previous.rows(first_row, count), starts + shifts)
 
     def put_batch(self, output: BatchOutput, entries: list[tuple[TaskEntry, bytes | None]]) -> None:
         """A batch written whole by a worker, in place after the previous task."""
