@@ -170,10 +170,13 @@ class FormatBuild:
         if self.recorder is not None:
             self.recorder.add_kept(previous.rows(first_row, count), starts + shifts)
 
-    def put_batch(self, output: BatchOutput, entries: list[tuple[TaskEntry, bytes | None]]) -> None:
-        """A batch written whole by a worker, in place after the previous task."""
+    def put_batch(self, output: BatchOutput, entries: list[tuple[TaskEntry, bytes | None]], spill: int | None) -> None:
+        """A batch written whole by a worker, in place after the previous task (`spill`: the open spill file
+        that records given as spans lie in)."""
         self.report.add_report(output.report)
-        starts = {name: self.sinks[name].add(records)[0] for name, records in output.records.items()}
+        starts = {name: (self.sinks[name].add(records) if isinstance(records, bytes)
+                         else self.sinks[name].add_from(spill, records))[0]  # type: ignore[arg-type]  # spans come with a spill
+                  for name, records in output.records.items()}
         if self.recorder is None:
             return
         assert output.tasks is not None  # the worker keeps task outputs for the formats that record them

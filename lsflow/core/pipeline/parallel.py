@@ -5,7 +5,10 @@ worker parses them, writes them with its own writers (task files go straight int
 folders, which all processes share) and returns each task's records and account. The pipeline puts
 those in place in task order, exactly as if it had written the tasks itself. A format that the
 worker writes for every task of the batch comes back as one `BatchOutput`: the batch's records
-joined, its accounting added up, so the pipeline handles it once rather than task by task.
+joined, its accounting added up, so the pipeline handles it once rather than task by task. Those
+records (most of what a pass writes) do not cross the pool's pipe: the worker writes them into a
+spill file, in memory (`/dev/shm`) where the system has it, and the pipeline has the kernel append
+them to the dataset's files (`sendfile`), so they never pass through its own memory.
 Workers are forked, so they start with the pipeline's context and no pickling of it.
 """
 
@@ -16,7 +19,9 @@ import fcntl
 import gc
 import multiprocessing
 import os
+import shutil
 import signal
+import tempfile
 from dataclasses import dataclass, field
 from multiprocessing.pool import AsyncResult
 from pathlib import Path
@@ -35,7 +40,7 @@ class TaskJob(NamedTuple):
     """A task for a worker to write, as JSON: parsed in the worker, not pickled as objects."""
 
     position: int  # in the export, for error messages
-    raw: bytes
+    raw: bytes | int  # the task's JSON; once the pool has spilled it, its length there
     image_ref: str | None
     file_name: str
     image_size: ImageSize | None
@@ -59,7 +64,9 @@ class JoinedTask(NamedTuple):
 class BatchOutput(NamedTuple):
     """One format's share of a whole batch."""
 
-    records: dict[str, bytes]  # stream → every task's records, joined by the stream's separator
+    # stream → every task's records, joined by the stream's separator: the bytes, or where they lie in the
+    # batch's spill file
+    records: dict[str, bytes | Span]
     report: RegionReport  # the batch's accounting
     tasks: list[JoinedTask] | None  # when the export keeps task outputs for reuse
 
@@ -102,9 +109,15 @@ class _BatchJoin:
         self.tasks.append(JoinedTask(spans, output.files, output.account))
 
     def output(self) -> BatchOutput:
-        records = {name: self.writer.streams[name].separator.join(chunks)
-                   for name, chunks in self.chunks.items() if chunks}
+        records: dict[str, bytes | Span] = {name: self.writer.streams[name].separator.join(chunks)
+                                            for name, chunks in self.chunks.items() if chunks}
         return BatchOutput(records, self.report, self.tasks)
+
+
+class BatchResult(NamedTuple):
+    singles: list[dict[int, TaskOutput]]  # per job, the formats written for only part of the batch
+    joined: dict[int, BatchOutput]  # the formats written for every task of the batch
+    spill: str | None  # the file holding the joined records (removed by whoever reads them), if any
 
 
 @dataclass
@@ -113,7 +126,9 @@ class _WorkerSetup:
     context: ExportContext
     policy: AnnotationPolicy
     keeping: frozenset[int]  # the formats whose task outputs are kept for reuse
+    spill_dir: str
     writers: list[DatasetWriter] = field(default_factory=list)  # made in the worker, on its first batch
+    spills: int = 0  # spill files this worker made
 
 
 _SETUP: _WorkerSetup | None = None  # set while a pool exists; each worker inherits it when forked
@@ -127,15 +142,27 @@ def _writers() -> list[DatasetWriter]:
     return setup.writers
 
 
-def _write_batch(jobs: list[TaskJob], whole: frozenset[int]) -> tuple[list[dict[int, TaskOutput]], dict[int, BatchOutput]]:
-    """Per job, the outputs of the formats written for only part of the batch; the `whole` ones joined."""
+def _write_batch(jobs: list[TaskJob], whole: frozenset[int], spilled: str | None) -> BatchResult:
+    """Per job, the outputs of the formats written for only part of the batch; the `whole` ones joined.
+    `spilled`: the file holding the jobs' JSON one after the other (read, then removed, here)."""
     setup = _SETUP
     assert setup is not None  # set before the pool forks its workers
     _writers()
     joins = {index: _BatchJoin(setup.writers[index], index in setup.keeping) for index in whole}
     outputs = []
+    spill = b""
+    if spilled is not None:
+        with open(spilled, "rb") as file:
+            spill = file.read()
+        os.unlink(spilled)
+    view, offset = memoryview(spill), 0
     for position, raw, image_ref, file_name, size, indexes in jobs:
-        task = Task.from_dict(orjson.loads(raw), position)
+        if isinstance(raw, int):
+            text: bytes | memoryview = view[offset:offset + raw]
+            offset += raw
+        else:
+            text = raw
+        task = Task.from_dict(orjson.loads(text), position)
         item, selection = TaskItem.select(task, setup.policy, image_ref, file_name, size)
         single = {}
         for index in indexes:
@@ -145,7 +172,39 @@ def _write_batch(jobs: list[TaskJob], whole: frozenset[int]) -> tuple[list[dict[
             else:
                 single[index] = output
         outputs.append(single)
-    return outputs, {index: join.output() for index, join in joins.items()}
+    joined = {index: join.output() for index, join in joins.items()}
+    return BatchResult(outputs, joined, _spill(setup, joined))
+
+
+def _spill(setup: _WorkerSetup, joined: dict[int, BatchOutput]) -> str | None:
+    """The joined records written into one new spill file, each replaced by its span there. When the file
+    cannot be written (a full `/dev/shm`), the records stay bytes and cross the pipe."""
+    if not joined:
+        return None
+    setup.spills += 1
+    path = f"{setup.spill_dir}/{os.getpid()}-{setup.spills}"
+    spans: list[tuple[dict[str, bytes | Span], str, Span]] = []
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            position = 0
+            for output in joined.values():
+                for name, records in output.records.items():
+                    assert isinstance(records, bytes)  # spans only from here
+                    view = memoryview(records)
+                    while view:
+                        view = view[os.write(descriptor, view):]
+                    spans.append((output.records, name, (position, len(records))))
+                    position += len(records)
+        finally:
+            os.close(descriptor)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return None
+    for records_of, name, span in spans:
+        records_of[name] = span
+    return path
 
 
 def _close_writer(index: int, dataset_date: str) -> None:
@@ -185,7 +244,9 @@ class TaskWriterPool:
     def __init__(self, formats: list[tuple[str, Path]], context: ExportContext, policy: AnnotationPolicy,
                  keeping: frozenset[int], processes: int):
         global _SETUP
-        _SETUP = _WorkerSetup(formats, context, policy, keeping)
+        self.spill_dir = tempfile.mkdtemp(prefix="lsflow-pass-", dir=_spill_root())
+        self._spills = 0
+        _SETUP = _WorkerSetup(formats, context, policy, keeping, self.spill_dir)
         # What exists now is shared with the workers page by page until written; the collector would
         # write to every object it looks at, so it is told to leave these alone.
         gc.freeze()
@@ -194,13 +255,29 @@ class TaskWriterPool:
         except BaseException:
             _SETUP = None
             gc.unfreeze()
+            shutil.rmtree(self.spill_dir, ignore_errors=True)
             raise
         _widen_pipes(self._pool)
 
     def submit(self, jobs: list[TaskJob], whole: frozenset[int]) -> AsyncResult:
-        """Write `jobs`; the formats in `whole` are written for every task of the batch. The outputs
-        come from `.get()`, which raises a worker's exception (an export error naming the task) here."""
-        return self._pool.apply_async(_write_batch, (jobs, whole))
+        """Write `jobs`; the formats in `whole` are written for every task of the batch. The `BatchResult`
+        comes from `.get()`, which raises a worker's exception (an export error naming the task) here."""
+        jobs, spilled = self._spill_jobs(jobs)
+        return self._pool.apply_async(_write_batch, (jobs, whole, spilled))
+
+    def _spill_jobs(self, jobs: list[TaskJob]) -> tuple[list[TaskJob], str | None]:
+        """The jobs' JSON in one spill file (the worker reads it at once), each job holding its length:
+        pickled through the pipe, it would be copied four times more here and in the worker."""
+        self._spills += 1
+        path = f"{self.spill_dir}/jobs-{self._spills}"
+        try:
+            with open(path, "xb") as file:
+                file.write(b"".join(job.raw for job in jobs))  # type: ignore[misc]  # bytes until spilled
+        except OSError:  # a full /dev/shm: through the pipe
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            return jobs, None
+        return [job._replace(raw=len(job.raw)) for job in jobs], path  # type: ignore[arg-type]  # as above
 
     def close_writer(self, index: int, dataset_date: str) -> AsyncResult:
         """The writer's `close` (assembling its aggregate files from the streams) in a worker."""
@@ -216,3 +293,11 @@ class TaskWriterPool:
         self._pool.join()
         _SETUP = None
         gc.unfreeze()
+        shutil.rmtree(self.spill_dir, ignore_errors=True)  # the spill files of batches never put in place
+
+
+def _spill_root() -> str | None:
+    """Memory (`/dev/shm`) where the system has it: a spill file lives a moment, and on a disk a long pass
+    could have it written out. Elsewhere the system's temporary folder."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None

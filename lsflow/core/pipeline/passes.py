@@ -170,11 +170,21 @@ class Pass:
     def _finish(self, batch: Batch) -> None:
         """Put the batch's outputs in place, format by format, in task order."""
         joined: dict[int, BatchOutput] = {}
+        spill: str | None = None
         if batch.from_workers is not None:
             assert batch.job_tasks is not None  # set with from_workers
-            singles, joined = batch.from_workers.get()
+            singles, joined, spill = batch.from_workers.get()
             for task, outputs in zip(batch.job_tasks, singles):
                 batch.outputs[task].update(outputs)
+        spill_file = os.open(spill, os.O_RDONLY | os.O_CLOEXEC) if spill is not None else None
+        try:
+            self._put(batch, joined, spill_file)
+        finally:
+            if spill is not None:
+                os.close(spill_file)  # type: ignore[arg-type]  # opened with the spill
+                os.unlink(spill)
+
+    def _put(self, batch: Batch, joined: dict[int, BatchOutput], spill_file: int | None) -> None:
         for index, unlinked in batch.links.items():
             for task in unlinked.result():
                 entry, _ = batch.entries[task]
@@ -183,7 +193,7 @@ class Pass:
                 batch.outputs[task][index] = self.builds[index].rewrite(batch.outputs[task][index], item_of)
         for index, build in enumerate(self.builds):
             if index in joined:
-                build.put_batch(joined[index], batch.entries)
+                build.put_batch(joined[index], batch.entries, spill_file)
                 continue
             kept: list[tuple[int, int]] = []  # the run of reused tasks being gathered: (task, row)
             for task, ((entry, key), outputs) in enumerate(zip(batch.entries, batch.outputs)):

@@ -39,6 +39,21 @@ class StreamSink:
         start, self._position, self._empty = self._position, self._position + len(records), False
         return (start, len(records))
 
+    def add_from(self, source: int, span: Span) -> Span:
+        """`add` for records that lie at `span` in the open file `source` (a worker's spill file): the
+        kernel appends them, they do not pass through this process."""
+        start, length = span
+        if not length:
+            return (self._position, 0)
+        self._copy_run()
+        if not self._empty:
+            self._file.write(self._separator)
+            self._position += len(self._separator)
+        self._file.flush()
+        _send(source, self._file.fileno(), start, length)
+        start, self._position, self._empty = self._position, self._position + length, False
+        return (start, length)
+
     def copy(self, source: BinaryIO, span: Span) -> Span:
         """Append a task's records from an earlier file of this stream (`span` is where they are there)."""
         start, length = span
@@ -88,3 +103,20 @@ class StreamSink:
             if not copied:
                 raise ValueError(f"{source.name} ends at byte {start}, before the records kept from it")
             start += copied
+
+
+def _send(source: int, target: int, start: int, length: int) -> None:
+    """`length` bytes from `start` in `source` appended to `target` by the kernel (`sendfile`), or read
+    and written where it cannot (another system)."""
+    end = start + length
+    while start < end:
+        try:
+            sent = os.sendfile(target, source, start, end - start)
+        except OSError:
+            chunk = memoryview(os.pread(source, min(_COPY_CHUNK, end - start), start))
+            sent = len(chunk)
+            while chunk:
+                chunk = chunk[os.write(target, chunk):]
+        if not sent:
+            raise ValueError(f"a spill file ends at byte {start}, before the records it should hold")
+        start += sent
