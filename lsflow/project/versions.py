@@ -365,11 +365,13 @@ def diff_tables(before: pa.Table, after: pa.Table) -> VersionDiff:
     return diff
 
 
-def _rows_in_id_order(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[int, str, list[dict]]]:
-    """(task id, content hash, annotations) a batch at a time; stops with ValueError if ids do not grow."""
+def _rows_in_id_order(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[int, str, pa.ListScalar]]:
+    """(task id, content hash, annotations) a batch at a time; stops with ValueError if ids do not grow. The
+    annotations stay Arrow's until they are needed: most tasks of two versions have the same."""
     last = None
     for batch in batches:
-        for task_id, content_hash, task_annotations in zip(*(column.to_pylist() for column in batch.columns)):
+        ids, hashes, annotations = batch.columns
+        for task_id, content_hash, task_annotations in zip(ids.to_pylist(), hashes.to_pylist(), annotations):
             if last is not None and task_id <= last:
                 raise ValueError("task ids not in ascending order")
             last = task_id
@@ -393,24 +395,26 @@ def diff_counts(previous_tasks: Path, tasks: pa.Table | Path) -> dict[str, int]:
                            tasks if isinstance(tasks, pa.Table) else _read_table(tasks)).counts()
 
 
-def _walk_counts(old_rows: Iterator[tuple[int, str, list[dict]]],
-                 new_rows: Iterator[tuple[int, str, list[dict]]]) -> dict[str, int]:
+def _walk_counts(old_rows: Iterator[tuple[int, str, pa.ListScalar]],
+                 new_rows: Iterator[tuple[int, str, pa.ListScalar]]) -> dict[str, int]:
     counts = dict.fromkeys(("tasks_added", "tasks_removed", "tasks_changed", "annotations_added",
                             "annotations_removed", "annotations_edited"), 0)
     old, new = next(old_rows, None), next(new_rows, None)
     while old is not None or new is not None:
         if new is None or (old is not None and old[0] < new[0]):
             counts["tasks_removed"] += 1
-            counts["annotations_removed"] += len({a["id"] for a in old[2]})  # type: ignore[index]
+            counts["annotations_removed"] += len({a["id"] for a in old[2].as_py()})  # type: ignore[index]
             old = next(old_rows, None)
         elif old is None or new[0] < old[0]:
             counts["tasks_added"] += 1
-            counts["annotations_added"] += len({a["id"] for a in new[2]})
+            counts["annotations_added"] += len({a["id"] for a in new[2].as_py()})
             new = next(new_rows, None)
+        elif old[1] == new[1] and old[2].equals(new[2]):  # the same task, the same annotations: nothing to count
+            old, new = next(old_rows, None), next(new_rows, None)
         else:
             counts["tasks_changed"] += old[1] != new[1]
-            was = {a["id"]: a["updated_at"] for a in old[2]}
-            now = {a["id"]: a["updated_at"] for a in new[2]}
+            was = {a["id"]: a["updated_at"] for a in old[2].as_py()}
+            now = {a["id"]: a["updated_at"] for a in new[2].as_py()}
             counts["annotations_added"] += len(now.keys() - was.keys())
             counts["annotations_removed"] += len(was.keys() - now.keys())
             counts["annotations_edited"] += sum(1 for a in now.keys() & was.keys() if was[a] != now[a])

@@ -234,6 +234,11 @@ class OutputRecorder:
         self._fingerprint = fingerprint_now
         self._streams = streams
         self._fresh: list[tuple] = []  # rows of the index not yet written, as `_SCHEMA` orders its columns
+        # Tables of rows (runs kept, fresh rows made into a table) not yet written, in task order: written as
+        # one row group once they hold `_RECORD_BATCH` rows. A row group a run made 1 % of changed tasks
+        # scattered over a project write ~400 row groups a format, a third of an incremental build's time.
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
         self._file = open(directory / INDEX_FILE, "wb")  # closed by `finish` or `abandon`, also on a full disk
         self._writer = pq.ParquetWriter(self._file, _SCHEMA)
 
@@ -242,15 +247,18 @@ class OutputRecorder:
         self._fresh.append((task_id, key, [start for start, _ in spans], [length for _, length in spans], files,
                             selection.annotations_exported, selection.annotations_skipped, selection.regions_in,
                             account.written, account.clipped, account.dropped, account.images_skipped))
-        if len(self._fresh) >= _RECORD_BATCH:
+        if len(self._fresh) + self._pending_rows >= _RECORD_BATCH:
             self._flush()
 
     def add_kept(self, rows: pa.Table, starts: np.ndarray) -> None:
         """A run of the previous index's rows, with where their records start now ((rows, streams) array)."""
-        self._flush()
+        self._hold_fresh()
         offsets = pa.array(np.arange(0, starts.size + 1, starts.shape[1], dtype=np.int32))
         moved = pa.ListArray.from_arrays(offsets, pa.array(starts.reshape(-1), type=pa.int64()))
-        self._writer.write_table(rows.set_column(rows.schema.get_field_index("starts"), "starts", moved))
+        self._pending.append(rows.set_column(rows.schema.get_field_index("starts"), "starts", moved).cast(_SCHEMA))
+        self._pending_rows += rows.num_rows
+        if self._pending_rows >= _RECORD_BATCH:
+            self._flush()
 
     def finish(self, dataset_dir: Path) -> None:
         """Close the index and note the stream files as they are now, published in `dataset_dir`."""
@@ -272,10 +280,18 @@ class OutputRecorder:
         with contextlib.suppress(OSError):
             self._file.close()
 
-    def _flush(self) -> None:
+    def _hold_fresh(self) -> None:
         if self._fresh:
-            self._writer.write_table(table_of_rows(self._fresh, _SCHEMA))
+            self._pending.append(table_of_rows(self._fresh, _SCHEMA))
+            self._pending_rows += len(self._fresh)
             self._fresh.clear()
+
+    def _flush(self) -> None:
+        self._hold_fresh()
+        if self._pending:
+            self._writer.write_table(pa.concat_tables(self._pending).combine_chunks())
+            self._pending.clear()
+            self._pending_rows = 0
 
 
 def _stream_path(stream: Stream, reuse_dir: Path, dataset_dir: Path) -> Path:
