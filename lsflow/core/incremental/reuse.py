@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -111,6 +110,7 @@ class PreviousOutputs:
         self._group_starts = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))
         self._window_first = self._window_end = 0
         self._window: pa.Table = _SCHEMA.empty_table()
+        self._window_facts: _WindowFacts | None = None
 
     @classmethod
     def open(cls, directory: Path, fingerprint_now: str, streams: dict[str, Stream], dataset_dir: Path,
@@ -156,6 +156,18 @@ class PreviousOutputs:
         row = int(self._row_order[place])
         return row if self._keys[row].tobytes() == key else None
 
+    def match_many(self, task_ids: list[Any], keys: list[bytes | None]) -> list[int | None]:
+        """`match` for a batch of tasks at once (None for a task without a key)."""
+        if not all(type(task_id) is int for task_id in task_ids) or \
+                not all(key is None or len(key) == _KEY_BYTES for key in keys) or not len(self._sorted_ids):
+            return [None if key is None else self.match(task_id, key) for task_id, key in zip(task_ids, keys)]
+        ids = np.array(task_ids, dtype=np.int64)
+        places = np.maximum(np.searchsorted(self._sorted_ids, ids, side="right") - 1, 0)  # each id's last row
+        rows = self._row_order[places]
+        wanted = np.frombuffer(b"".join(key or bytes(_KEY_BYTES) for key in keys), dtype=np.uint64).reshape(-1, 2)
+        same = (self._sorted_ids[places] == ids) & (self._keys[rows] == wanted).all(axis=1)
+        return [int(row) if hit and key is not None else None for row, hit, key in zip(rows.tolist(), same.tolist(), keys)]
+
     def rows(self, first: int, count: int) -> pa.Table:
         """The index rows of a run."""
         end = first + count
@@ -168,12 +180,23 @@ class PreviousOutputs:
             self._window = self._index.read_row_groups(list(groups), use_threads=False).combine_chunks()
             self._window_first = int(self._group_starts[groups.start])
             self._window_end = self._window_first + self._window.num_rows
+            self._window_facts = None
         return self._window.slice(first - self._window_first, count)
+
+    def _facts(self, first: int, count: int) -> tuple[_WindowFacts, int, int]:
+        """The window's facts, and the run's rows in it: a run's spans and accounting are slices of arrays
+        made once a window, not a dozen Arrow calls a run (1 % of the tasks changed, scattered, makes
+        ~200 runs a format in 20 000 tasks)."""
+        self.rows(first, count)
+        if self._window_facts is None:
+            self._window_facts = _WindowFacts(self._window, len(self.sources))
+        low = first - self._window_first
+        return self._window_facts, low, low + count
 
     def spans(self, first: int, count: int) -> tuple[np.ndarray, np.ndarray]:
         """(starts, lengths) of the run's records: a (rows, streams) array each."""
-        rows = self.rows(first, count)
-        return _matrix(rows.column("starts"), len(self.sources)), _matrix(rows.column("lengths"), len(self.sources))
+        facts, low, high = self._facts(first, count)
+        return facts.starts[low:high], facts.lengths[low:high]
 
     def files(self, first: int, count: int) -> Iterator[tuple[int, str]]:
         """(row within the run, relative path) of every file the run's tasks wrote."""
@@ -183,25 +206,46 @@ class PreviousOutputs:
 
     def report(self, first: int, count: int) -> RegionReport:
         """The run's accounting, as `RegionReport.add_task` would add it up task by task."""
-        rows = self.rows(first, count)
-        written = pc.list_flatten(rows.column("written"))
-        labels = pc.value_counts(written).to_pylist() if len(written) else []
-        report = RegionReport(
-            self.format_name, tasks=count, annotations_exported=_sum(rows, "exported"),
-            regions_in=_sum(rows, "regions_in"), written=len(written), clipped=_sum(rows, "clipped"),
-            labels=Counter({entry["values"]: entry["counts"] for entry in labels if entry["values"] is not None}),
-        )
+        facts, low, high = self._facts(first, count)
+        totals = facts.totals[high] - facts.totals[low]
+        report = RegionReport(self.format_name, tasks=count, annotations_exported=int(totals[0]),
+                              regions_in=int(totals[1]), clipped=int(totals[2]))
+        written = facts.values["written"](low, high)
+        report.written = len(written)
+        report.labels.update(label for label in written if label is not None)
         for name, reasons in (("skipped", report.annotations_skipped), ("dropped", report.dropped),
                               ("images_skipped", report.images_skipped)):
-            values = pc.list_flatten(rows.column(name))
-            if len(values):
-                reasons.update(values.to_pylist())
+            reasons.update(facts.values[name](low, high))
         return report
 
     def close(self) -> None:
         for source in self.sources.values():
             source.close()
         self._index.close()
+
+
+class _WindowFacts:
+    """A window's spans as (rows, streams) arrays, its counts as running totals, its list columns flattened."""
+
+    def __init__(self, window: pa.Table, streams: int):
+        self.starts = _matrix(window.column("starts"), streams)
+        self.lengths = _matrix(window.column("lengths"), streams)
+        counts = np.stack([window.column(name).to_numpy(zero_copy_only=False).astype(np.int64)
+                           for name in ("exported", "regions_in", "clipped")], axis=1) if window.num_rows else \
+            np.zeros((0, 3), dtype=np.int64)
+        self.totals = np.concatenate((np.zeros((1, 3), dtype=np.int64), np.cumsum(counts, axis=0)))
+        self.values = {name: _flattened(window.column(name).combine_chunks())
+                       for name in ("written", "skipped", "dropped", "images_skipped")}
+
+
+def _flattened(column: pa.ListArray) -> Callable[[int, int], list]:
+    """The values of rows [low, high) of a list column of strings, in order, from one dictionary-encoded
+    copy of it (4 bytes a value, where Python strings took ~60: a window of a million-task shard's labels)."""
+    encoded = pc.dictionary_encode(column.flatten(), null_encoding="encode")
+    names = encoded.dictionary.to_pylist()
+    indices = encoded.indices.to_numpy(zero_copy_only=False)
+    offsets = column.offsets.to_numpy(zero_copy_only=False) - column.offsets[0].as_py()
+    return lambda low, high: [names[i] for i in indices[offsets[low]:offsets[high]].tolist()]
 
 
 def _fixed_keys(keys: pa.BinaryArray) -> np.ndarray:
@@ -212,10 +256,6 @@ def _fixed_keys(keys: pa.BinaryArray) -> np.ndarray:
         raise ValueError("reuse index keys are not all 16 bytes")
     data = np.frombuffer(keys.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
     return data.view(np.uint64).reshape(-1, 2).copy()
-
-
-def _sum(rows: pa.Table, column: str) -> int:
-    return int(pc.sum(rows.column(column)).as_py() or 0)
 
 
 def _matrix(column: pa.ChunkedArray, width: int) -> np.ndarray:

@@ -124,6 +124,13 @@ class FormatBuild:
         row = self.previous.match(entry.id, key) if self.previous is not None else None
         return None if row is None else Reused(row)
 
+    def reusable_many(self, entries: list[TaskEntry], keys: list[bytes | None]) -> list[Reused | None]:
+        """`reusable` for a batch of tasks (a task without a key: None)."""
+        if self.previous is None:
+            return [None] * len(entries)
+        return [None if row is None else Reused(row)
+                for row in self.previous.match_many([entry.id for entry in entries], keys)]
+
     def links(self, tasks_and_rows: list[tuple[int, int]]) -> list[FileLink]:
         """The files of reused tasks, given as (place in the batch, index row)."""
         assert self.previous is not None  # only reused tasks come here, and only a previous export reuses

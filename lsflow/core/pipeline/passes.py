@@ -117,21 +117,29 @@ class Pass:
         job_tasks: list[int] = []
         reused: dict[int, list[tuple[int, int]]] = {}  # per format: (task, index row)
         use_pool = self._use_pool()
+        names, keys = [], []
         for entry in entries:
             name = self.file_names.name_for(entry.id, entry.image_ref)
             size = entry.image_size or self._size_from_media(entry.image_ref)
             if entry.updated_at and entry.updated_at > self.latest_change:
                 self.latest_change = entry.updated_at
-            key = task_key(entry.content_hash, name, size) if entry.content_hash is not None else None
+            names.append((name, size))
+            keys.append(task_key(entry.content_hash, name, size) if entry.content_hash is not None else None)
+        # The formats that reuse by the task's key alone look the whole batch up at once.
+        matched = {index: build.reusable_many(entries, keys) for index, build in enumerate(self.builds)
+                   if build.previous is not None and index not in self.media_keyed and any(keys)}
+        for task, (entry, (name, size), key) in enumerate(zip(entries, names, keys)):
             outputs: dict[int, TaskOutput | Reused] = {}
             media_keys: dict[int, bytes | None] = {}
             pooled, here = [], []
-            task = len(batch.outputs)
             for index, build in enumerate(self.builds):
-                format_key = key
-                if key is not None and index in self.media_keyed:
-                    format_key = media_keys[index] = self._media_key(entry, key, build.writer_class)
-                row = build.reusable(entry, format_key) if format_key is not None else None
+                if key is None:
+                    row = None
+                elif index in self.media_keyed:
+                    media_keys[index] = format_key = self._media_key(entry, key, build.writer_class)
+                    row = build.reusable(entry, format_key) if format_key is not None else None
+                else:
+                    row = matched[index][task] if index in matched else None
                 if row is not None:
                     outputs[index] = row
                     reused.setdefault(index, []).append((task, row.row))
@@ -152,8 +160,8 @@ class Pass:
             entry.task = entry.value = None  # the parsed task is not needed any more
             batch.entries.append((entry, key))
             batch.outputs.append(outputs)
-            batch.names.append((name, size))
             batch.media_keys.append(media_keys)
+        batch.names = names
         for index, tasks_and_rows in reused.items():
             links = self.builds[index].links(tasks_and_rows)
             if links:
