@@ -50,6 +50,7 @@ _SCHEMA = pa.schema([
     ("written", pa.list_(pa.string())), ("clipped", pa.int32()), ("dropped", pa.list_(pa.string())),
     ("images_skipped", pa.list_(pa.string())),
 ])
+_STARTS = _SCHEMA.get_field_index("starts")
 
 
 @cache
@@ -273,11 +274,13 @@ class OutputRecorder:
         self.directory = directory
         self._fingerprint = fingerprint_now
         self._streams = streams
-        self._fresh: list[tuple] = []  # rows of the index not yet written, as `_SCHEMA` orders its columns
-        # Tables of rows (runs kept, fresh rows made into a table) not yet written, in task order: written as
-        # one row group once they hold `_RECORD_BATCH` rows. A row group a run made 1 % of changed tasks
-        # scattered over a project write ~400 row groups a format, a third of an incremental build's time.
-        self._pending: list[pa.Table] = []
+        # Rows not yet written, in task order: written as one row group once there are `_RECORD_BATCH` of them.
+        # A row group a kept run made 1 % of changed tasks scattered over a project write ~400 row groups a
+        # format, a third of an incremental build's time. Rows of tasks written are tuples in `_SCHEMA`'s
+        # column order, made into one table a row group; `_order` lists both kinds' runs as they came.
+        self._fresh: list[tuple] = []
+        self._kept: list[pa.Table] = []
+        self._order: list[tuple[bool, int]] = []  # (kept?, rows)
         self._pending_rows = 0
         self._file = open(directory / INDEX_FILE, "wb")  # closed by `finish` or `abandon`, also on a full disk
         self._writer = pq.ParquetWriter(self._file, _SCHEMA)
@@ -287,16 +290,21 @@ class OutputRecorder:
         self._fresh.append((task_id, key, [start for start, _ in spans], [length for _, length in spans], files,
                             selection.annotations_exported, selection.annotations_skipped, selection.regions_in,
                             account.written, account.clipped, account.dropped, account.images_skipped))
-        if len(self._fresh) + self._pending_rows >= _RECORD_BATCH:
-            self._flush()
+        self._came(False, 1)
 
     def add_kept(self, rows: pa.Table, starts: np.ndarray) -> None:
         """A run of the previous index's rows, with where their records start now ((rows, streams) array)."""
-        self._hold_fresh()
         offsets = pa.array(np.arange(0, starts.size + 1, starts.shape[1], dtype=np.int32))
         moved = pa.ListArray.from_arrays(offsets, pa.array(starts.reshape(-1), type=pa.int64()))
-        self._pending.append(rows.set_column(rows.schema.get_field_index("starts"), "starts", moved).cast(_SCHEMA))
-        self._pending_rows += rows.num_rows
+        self._kept.append(rows.set_column(_STARTS, _SCHEMA.field(_STARTS), moved))
+        self._came(True, rows.num_rows)
+
+    def _came(self, kept: bool, rows: int) -> None:
+        if self._order and self._order[-1][0] == kept:
+            self._order[-1] = (kept, self._order[-1][1] + rows)
+        else:
+            self._order.append((kept, rows))
+        self._pending_rows += rows
         if self._pending_rows >= _RECORD_BATCH:
             self._flush()
 
@@ -320,18 +328,30 @@ class OutputRecorder:
         with contextlib.suppress(OSError):
             self._file.close()
 
-    def _hold_fresh(self) -> None:
-        if self._fresh:
-            self._pending.append(table_of_rows(self._fresh, _SCHEMA))
-            self._pending_rows += len(self._fresh)
-            self._fresh.clear()
-
     def _flush(self) -> None:
-        self._hold_fresh()
-        if self._pending:
-            self._writer.write_table(pa.concat_tables(self._pending).combine_chunks())
-            self._pending.clear()
-            self._pending_rows = 0
+        if not self._pending_rows:
+            return
+        fresh = table_of_rows(self._fresh, _SCHEMA)
+        if not self._kept:
+            table = fresh
+        else:  # the fresh rows first, then the kept ones, put back in the order they came
+            table = pa.concat_tables([fresh, *self._kept])
+            place, fresh_at, kept_at = np.empty(self._pending_rows, dtype=np.int64), 0, len(self._fresh)
+            done = 0
+            for kept, rows in self._order:
+                start = kept_at if kept else fresh_at
+                place[done:done + rows] = np.arange(start, start + rows)
+                done += rows
+                if kept:
+                    kept_at += rows
+                else:
+                    fresh_at += rows
+            table = table.take(place)
+        self._writer.write_table(table.combine_chunks())
+        self._fresh.clear()
+        self._kept.clear()
+        self._order.clear()
+        self._pending_rows = 0
 
 
 def _stream_path(stream: Stream, reuse_dir: Path, dataset_dir: Path) -> Path:
