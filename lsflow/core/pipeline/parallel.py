@@ -244,7 +244,9 @@ class TaskWriterPool:
     def __init__(self, formats: list[tuple[str, Path]], context: ExportContext, policy: AnnotationPolicy,
                  keeping: frozenset[int], processes: int):
         global _SETUP
-        self.spill_dir = tempfile.mkdtemp(prefix="lsflow-pass-", dir=_spill_root())
+        root = _spill_root()
+        _remove_stale_spills(root)
+        self.spill_dir = tempfile.mkdtemp(prefix=f"{_SPILL_PREFIX}{os.getpid()}-", dir=root)
         self._spills = 0
         _SETUP = _WorkerSetup(formats, context, policy, keeping, self.spill_dir)
         # What exists now is shared with the workers page by page until written; the collector would
@@ -294,6 +296,26 @@ class TaskWriterPool:
         _SETUP = None
         gc.unfreeze()
         shutil.rmtree(self.spill_dir, ignore_errors=True)  # the spill files of batches never put in place
+
+
+_SPILL_PREFIX = "lsflow-pass-"
+
+
+def _remove_stale_spills(root: str | None) -> None:
+    """The spill folders of passes whose process is gone: a killed step (SIGKILL, out of memory) cannot
+    remove its own, and in `/dev/shm` they would hold memory until the machine restarts."""
+    root = root or tempfile.gettempdir()
+    with contextlib.suppress(OSError), os.scandir(root) as entries:
+        for entry in entries:
+            owner = entry.name[len(_SPILL_PREFIX):].partition("-")[0]
+            if not entry.name.startswith(_SPILL_PREFIX) or not owner.isdigit() or not entry.is_dir(follow_symlinks=False):
+                continue
+            try:
+                os.kill(int(owner), 0)
+            except ProcessLookupError:  # gone; another user's live process raises PermissionError: left alone
+                shutil.rmtree(entry.path, ignore_errors=True)
+            except OSError:
+                pass
 
 
 def _spill_root() -> str | None:

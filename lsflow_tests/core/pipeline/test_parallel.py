@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -135,3 +137,23 @@ def test_without_spill_files_the_workers_output_crosses_the_pipe_unchanged(tmp_p
     two = _export(tmp_path, tasks, "two", workers=2)
     for name in FORMATS:
         assert _files(two[name]) == _files(one[name]), name
+
+
+def test_a_pool_removes_the_spill_folders_of_passes_whose_process_was_killed(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(parallel, "_spill_root", lambda: str(tmp_path))
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])
+    killed.wait()  # its pid is free now, as a SIGKILLed step's is
+    stale = tmp_path / f"lsflow-pass-{killed.pid}-abc"
+    stale.mkdir()
+    (stale / "jobs-1").write_bytes(b"[]")
+    alive = tmp_path / f"lsflow-pass-{os.getppid()}-def"  # a pass still running in another process
+    alive.mkdir()
+    other = tmp_path / "lsflow-pass-notapid"
+    other.mkdir()
+    pool = TaskWriterPool([("YOLO", tmp_path / "out")], ExportContext(classes_from_labels({"Car"})), AnnotationPolicy(),
+                          frozenset(), processes=2)
+    try:
+        assert not stale.exists()
+        assert alive.is_dir() and other.is_dir()
+    finally:
+        pool.close(True)
