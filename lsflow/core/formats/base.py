@@ -46,11 +46,16 @@ def write_file(path: Path | str, data: bytes) -> None:
         os.unlink(path)
         descriptor = os.open(path, _NEW_FILE, 0o666)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(descriptor, view):]
+        write_all(descriptor, data)
     finally:
         os.close(descriptor)
+
+
+def write_all(descriptor: int, data: bytes) -> None:
+    """All of `data` into the open file `descriptor` (`os.write` may write only part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(descriptor, view):]
 
 
 def file_stem(name: str) -> str:

@@ -171,6 +171,11 @@ class PreviousOutputs:
 
     def rows(self, first: int, count: int) -> pa.Table:
         """The index rows of a run."""
+        self._load_window(first, count)
+        return self._window.slice(first - self._window_first, count)
+
+    def _load_window(self, first: int, count: int) -> None:
+        """The window of the index holding the run's rows, read unless it is the one held."""
         end = first + count
         if first < self._window_first or end > self._window_end:
             # Batches still being finished lie a little behind the one being started: read some of those too.
@@ -182,13 +187,12 @@ class PreviousOutputs:
             self._window_first = int(self._group_starts[groups.start])
             self._window_end = self._window_first + self._window.num_rows
             self._window_facts = None
-        return self._window.slice(first - self._window_first, count)
 
     def _facts(self, first: int, count: int) -> tuple[_WindowFacts, int, int]:
         """The window's facts, and the run's rows in it: a run's spans and accounting are slices of arrays
         made once a window, not a dozen Arrow calls a run (1 % of the tasks changed, scattered, makes
         ~200 runs a format in 20 000 tasks)."""
-        self.rows(first, count)
+        self._load_window(first, count)
         if self._window_facts is None:
             self._window_facts = _WindowFacts(self._window, len(self.sources))
         low = first - self._window_first
@@ -336,17 +340,15 @@ class OutputRecorder:
             table = fresh
         else:  # the fresh rows first, then the kept ones, put back in the order they came
             table = pa.concat_tables([fresh, *self._kept])
-            place, fresh_at, kept_at = np.empty(self._pending_rows, dtype=np.int64), 0, len(self._fresh)
-            done = 0
+            places, fresh_at, kept_at = [], 0, len(self._fresh)
             for kept, rows in self._order:
                 start = kept_at if kept else fresh_at
-                place[done:done + rows] = np.arange(start, start + rows)
-                done += rows
+                places.append(np.arange(start, start + rows))
                 if kept:
                     kept_at += rows
                 else:
                     fresh_at += rows
-            table = table.take(place)
+            table = table.take(np.concatenate(places))
         self._writer.write_table(table.combine_chunks())
         self._fresh.clear()
         self._kept.clear()

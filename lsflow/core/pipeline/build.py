@@ -126,8 +126,7 @@ class FormatBuild:
 
     def reusable_many(self, entries: list[TaskEntry], keys: list[bytes | None]) -> list[Reused | None]:
         """`reusable` for a batch of tasks (a task without a key: None)."""
-        if self.previous is None:
-            return [None] * len(entries)
+        assert self.previous is not None  # asked only of formats that have a previous export
         return [None if row is None else Reused(row)
                 for row in self.previous.match_many([entry.id for entry in entries], keys)]
 

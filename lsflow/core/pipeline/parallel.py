@@ -31,7 +31,7 @@ import orjson
 
 from lsflow.core.formats import writer_class
 from lsflow.core.formats.accounting import RegionReport, TaskAccount, TaskSelection
-from lsflow.core.formats.base import DatasetWriter, ExportContext, Span, TaskItem, TaskOutput
+from lsflow.core.formats.base import DatasetWriter, ExportContext, Span, TaskItem, TaskOutput, write_all
 from lsflow.core.model.selection import AnnotationPolicy
 from lsflow.core.model.task import ImageSize, Task
 
@@ -183,28 +183,34 @@ def _spill(setup: _WorkerSetup, joined: dict[int, BatchOutput]) -> str | None:
         return None
     setup.spills += 1
     path = f"{setup.spill_dir}/{os.getpid()}-{setup.spills}"
-    spans: list[tuple[dict[str, bytes | Span], str, Span]] = []
+    placed: list[tuple[dict[str, bytes | Span], str, bytes]] = []
+    for output in joined.values():
+        for name, records in output.records.items():
+            assert isinstance(records, bytes)  # spans only from here
+            placed.append((output.records, name, records))
+    if not _write_spill(path, [records for _, _, records in placed]):
+        return None
+    position = 0
+    for records_of, name, records in placed:
+        records_of[name] = (position, len(records))
+        position += len(records)
+    return path
+
+
+def _write_spill(path: str, parts: list[bytes]) -> bool:
+    """A new spill file holding `parts` one after the other; False (and no file) when it cannot be written."""
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            position = 0
-            for output in joined.values():
-                for name, records in output.records.items():
-                    assert isinstance(records, bytes)  # spans only from here
-                    view = memoryview(records)
-                    while view:
-                        view = view[os.write(descriptor, view):]
-                    spans.append((output.records, name, (position, len(records))))
-                    position += len(records)
+            for part in parts:
+                write_all(descriptor, part)
         finally:
             os.close(descriptor)
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(path)
-        return None
-    for records_of, name, span in spans:
-        records_of[name] = span
-    return path
+        return False
+    return True
 
 
 def _close_writer(index: int, dataset_date: str) -> None:
@@ -272,13 +278,8 @@ class TaskWriterPool:
         pickled through the pipe, it would be copied four times more here and in the worker."""
         self._spills += 1
         path = f"{self.spill_dir}/jobs-{self._spills}"
-        try:
-            with open(path, "xb") as file:
-                file.write(b"".join(job.raw for job in jobs))  # type: ignore[misc]  # bytes until spilled
-        except OSError:  # a full /dev/shm: through the pipe
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-            return jobs, None
+        if not _write_spill(path, [job.raw for job in jobs]):  # type: ignore[misc]  # bytes until spilled
+            return jobs, None  # a full /dev/shm: through the pipe
         return [job._replace(raw=len(job.raw)) for job in jobs], path  # type: ignore[arg-type]  # as above
 
     def close_writer(self, index: int, dataset_date: str) -> AsyncResult:
@@ -301,10 +302,9 @@ class TaskWriterPool:
 _SPILL_PREFIX = "lsflow-pass-"
 
 
-def _remove_stale_spills(root: str | None) -> None:
+def _remove_stale_spills(root: str) -> None:
     """The spill folders of passes whose process is gone: a killed step (SIGKILL, out of memory) cannot
     remove its own, and in `/dev/shm` they would hold memory until the machine restarts."""
-    root = root or tempfile.gettempdir()
     with contextlib.suppress(OSError), os.scandir(root) as entries:
         for entry in entries:
             owner = entry.name[len(_SPILL_PREFIX):].partition("-")[0]
@@ -318,8 +318,8 @@ def _remove_stale_spills(root: str | None) -> None:
                 pass
 
 
-def _spill_root() -> str | None:
+def _spill_root() -> str:
     """Memory (`/dev/shm`) where the system has it: a spill file lives a moment, and on a disk a long pass
     could have it written out. Elsewhere the system's temporary folder."""
     shm = "/dev/shm"
-    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else tempfile.gettempdir()

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
-from lsflow.core.formats.base import Span, Stream
+from lsflow.core.formats.base import Span, Stream, write_all
 
 _COPY_CHUNK = 1 << 20
 
@@ -31,13 +31,9 @@ class StreamSink:
         """Append a task's records (already joined by the separator)."""
         if not records:
             return (self._position, 0)
-        self._copy_run()
-        if not self._empty:
-            self._file.write(self._separator)
-            self._position += len(self._separator)
+        self._next_records()
         self._file.write(records)
-        start, self._position, self._empty = self._position, self._position + len(records), False
-        return (start, len(records))
+        return self._placed(len(records))
 
     def add_from(self, source: int, span: Span) -> Span:
         """`add` for records that lie at `span` in the open file `source` (a worker's spill file): the
@@ -45,14 +41,10 @@ class StreamSink:
         start, length = span
         if not length:
             return (self._position, 0)
-        self._copy_run()
-        if not self._empty:
-            self._file.write(self._separator)
-            self._position += len(self._separator)
+        self._next_records()
         self._file.flush()
-        _send(source, self._file.fileno(), start, length)
-        start, self._position, self._empty = self._position, self._position + length, False
-        return (start, length)
+        _append_range(source, self._file.fileno(), start, start + length, "a spill file")
+        return self._placed(length)
 
     def copy(self, source: BinaryIO, span: Span) -> Span:
         """Append a task's records from an earlier file of this stream (`span` is where they are there)."""
@@ -65,13 +57,9 @@ class StreamSink:
             self._run = (source, run[1], start + length)
             self._position += len(self._separator)
         else:
-            self._copy_run()
-            if not self._empty:
-                self._file.write(self._separator)
-                self._position += len(self._separator)
+            self._next_records()
             self._run = (source, start, start + length)
-        new_start, self._position, self._empty = self._position, self._position + length, False
-        return (new_start, length)
+        return self._placed(length)
 
     def close(self) -> None:
         self._copy_run()
@@ -84,39 +72,41 @@ class StreamSink:
         with contextlib.suppress(OSError):
             self._file.close()
 
+    def _next_records(self) -> None:
+        """Before a task's records that are not part of the run being gathered: that run, then a separator."""
+        self._copy_run()
+        if not self._empty:
+            self._file.write(self._separator)
+            self._position += len(self._separator)
+
+    def _placed(self, length: int) -> Span:
+        """The span of the `length` bytes of records just appended (or to be copied with the run)."""
+        start, self._position, self._empty = self._position, self._position + length, False
+        return (start, length)
+
     def _copy_run(self) -> None:
         if self._run is None:
             return
         source, start, end = self._run
         self._run = None
         self._file.flush()
-        target = self._file.fileno()
-        while start < end:  # copied by the kernel where it can: the bytes need not pass through here
-            try:
-                copied = os.copy_file_range(source.fileno(), target, end - start, start)
-            except (AttributeError, OSError):  # another platform or filesystem
-                source.seek(start)
-                chunk = memoryview(source.read(min(_COPY_CHUNK, end - start)))
-                copied = len(chunk)
-                while chunk:
-                    chunk = chunk[os.write(target, chunk):]
-            if not copied:
-                raise ValueError(f"{source.name} ends at byte {start}, before the records kept from it")
-            start += copied
+        _append_range(source.fileno(), self._file.fileno(), start, end, source.name)
 
 
-def _send(source: int, target: int, start: int, length: int) -> None:
-    """`length` bytes from `start` in `source` appended to `target` by the kernel (`sendfile`), or read
-    and written where it cannot (another system)."""
-    end = start + length
+def _append_range(source: int, target: int, start: int, end: int, source_name: str) -> None:
+    """Bytes [start, end) of the file `source` appended to `target`, by the kernel where it can
+    (`copy_file_range`: a reflink on filesystems that share blocks; `sendfile` across filesystems, e.g.
+    from /dev/shm), read and written here where it cannot (another system)."""
     while start < end:
         try:
-            sent = os.sendfile(target, source, start, end - start)
-        except OSError:
-            chunk = memoryview(os.pread(source, min(_COPY_CHUNK, end - start), start))
-            sent = len(chunk)
-            while chunk:
-                chunk = chunk[os.write(target, chunk):]
-        if not sent:
-            raise ValueError(f"a spill file ends at byte {start}, before the records it should hold")
-        start += sent
+            copied = os.copy_file_range(source, target, end - start, start)
+        except (AttributeError, OSError):
+            try:
+                copied = os.sendfile(target, source, start, end - start)
+            except (AttributeError, OSError):
+                chunk = os.pread(source, min(_COPY_CHUNK, end - start), start)
+                write_all(target, chunk)
+                copied = len(chunk)
+        if not copied:
+            raise ValueError(f"{source_name} ends at byte {start}, before the records it should hold")
+        start += copied
