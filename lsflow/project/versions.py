@@ -16,10 +16,12 @@ Each format of a project is published as immutable versions (`lsflow.core.pipeli
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ from lsflow.core.pipeline.versions import (
     FilesSummary,
     apply_retention,
     current_version,
+    file_sha256,
     read_pins,
     set_pinned,
 )
@@ -55,6 +58,18 @@ TASKS_SCHEMA = pa.schema([
     ("task_id", pa.int64()), ("split", pa.string()), ("content_hash", pa.string()), ("image_ref", pa.string()),
     ("updated_at", pa.string()), ("labels", pa.list_(pa.string())), ("annotations", pa.list_(ANNOTATION_TYPE)),
 ])
+
+
+# In a version's manifest: the sha256 of the build's lineage file, the version's tasks without their splits
+# (equal digests: equal lineage, so the next build's change counts against either are the same).
+LINEAGE_DIGEST = "lineage_sha256"
+
+
+def _manifest_of(version_dir: Path) -> dict:
+    try:
+        return orjson.loads((version_dir / MANIFEST_FILE).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
 
 
 def _read_table(path: Path) -> pa.Table:
@@ -199,9 +214,14 @@ def _lineage_batches(store_dir: Path, policy: AnnotationPolicy) -> Iterator[pa.T
         raise ValueError(f"{store_dir}: annotation or region rows are not grouped in the order of the tasks")
 
 
+def splits_tasks(format_name: str) -> bool:
+    """The format puts each task in a split (the YOLO family)."""
+    return issubclass(writer_class(format_name), UltralyticsWriter)
+
+
 def with_splits(tasks: pa.Table, format_name: str) -> pa.Table:
     """The tasks with the split each lands in, for the formats that split (the YOLO family)."""
-    if not issubclass(writer_class(format_name), UltralyticsWriter):
+    if not splits_tasks(format_name):
         return tasks
     splits = pa.array([split_of(task_id) for task_id in tasks.column("task_id").to_pylist()], type=pa.string())
     return tasks.set_column(tasks.schema.get_field_index("split"), "split", splits)
@@ -225,16 +245,34 @@ def describer(versions_root: Path, facts: BuildFacts, tasks: Callable[[], pa.Tab
     after the export pass: the processes the pass forks do not start with it in their memory. The version's
     task table is written, compared with the previous one and summed up for the card a batch at a time."""
 
+    # Every format's version of one build has the same lineage (its task table without splits), and the formats'
+    # previous versions mostly had the same one too: the change counts are walked once per previous lineage.
+    counts_since: dict[str, dict[str, int]] = {}  # previous version's LINEAGE_DIGEST → change counts
+
+    @cache
+    def lineage_digest() -> str | None:
+        lineage = tasks()
+        return file_sha256(lineage) if isinstance(lineage, Path) else None
+
     def for_format(format_name: str) -> Describe:
         def describe(folder: Path, version: str, previous: str | None, files: FilesSummary) -> None:
             format_tasks = folder / TASKS_FILE
-            with pq.ParquetWriter(format_tasks, TASKS_SCHEMA) as writer:
-                for table in _lineage_tables(tasks()):
-                    writer.write_table(with_splits(table, format_name))
+            lineage = tasks()
+            if isinstance(lineage, Path) and not splits_tasks(format_name):
+                shutil.copyfile(lineage, format_tasks)  # the very table (copy_file_range: no rewrite)
+            else:
+                with pq.ParquetWriter(format_tasks, TASKS_SCHEMA) as writer:
+                    for table in _lineage_tables(lineage):
+                        writer.write_table(with_splits(table, format_name))
             changes = None
-            previous_tasks = versions_root / format_name / (previous or "") / TASKS_FILE
-            if previous is not None and previous_tasks.is_file():
-                changes = diff_counts(previous_tasks, format_tasks)
+            previous_dir = versions_root / format_name / (previous or "")
+            if previous is not None and (previous_dir / TASKS_FILE).is_file():
+                since = _manifest_of(previous_dir).get(LINEAGE_DIGEST)
+                changes = counts_since.get(since) if since else None
+                if changes is None:
+                    changes = diff_counts(previous_dir / TASKS_FILE, format_tasks)
+                    if since:
+                        counts_since[since] = changes
             report = orjson.loads((folder / "lsflow_report.json").read_bytes())
             manifest = {
                 "version": version, "format": format_name, "created_at": datetime.now(UTC).isoformat(),
@@ -245,7 +283,7 @@ def describer(versions_root: Path, facts: BuildFacts, tasks: Callable[[], pa.Tab
                 "options": facts.options, "annotation_policy": facts.annotation_policy,
                 "tasks": report["tasks"], "regions_written": report["regions_written"],
                 "regions_dropped": report["regions_dropped"], "files": files.files,
-                "bytes": files.bytes, "changes": changes,
+                "bytes": files.bytes, "changes": changes, LINEAGE_DIGEST: lineage_digest(),
             }
             if write_card is not None:
                 write_card(folder, manifest, format_tasks, media)

@@ -154,3 +154,32 @@ def test_many_tasks_through_workers_and_reuse_equal_a_single_process_full_export
     for name in FORMATS:
         assert files(again[name].path) == files(full[name].path), name
         assert not again[name].version.new, name  # the same content: no new version
+
+
+def test_each_formats_change_counts_are_against_its_own_previous_version(project, tmp_path):
+    """Formats built at different times: each version's `changes` count from that format's previous version."""
+    from lsflow.project.versions import diff_tables, find_version, read_tasks
+
+    source = ExportFileSource(project.parent)
+    layout = ProjectLayout(tmp_path / "out", "1")
+
+    def build(formats):
+        take_project_snapshot(source, layout)
+        update_store(layout)
+        return build_datasets(layout, formats, MediaResolver(SAMPLE_MEDIA, cache_dir=tmp_path / "cache")).results
+
+    build(["COCO", "YOLO"])
+    edit_project(project)
+    build(["COCO"])  # YOLO's newest version stays the first build's
+    tasks = json.loads((project / "export.json").read_text())
+    again = next(t for t in tasks if t["id"] == 102)
+    again["annotations"][0]["updated_at"] = again["updated_at"] = "2025-11-03T10:00:00.000000Z"
+    (project / "export.json").write_text(json.dumps(tasks))
+    results = build(["COCO", "YOLO"])
+    counts = {}
+    for name, result in results.items():
+        manifest = json.loads((result.version.path / "lsflow_version.json").read_text())
+        previous = read_tasks(find_version(layout, name, result.version.previous))
+        assert manifest["changes"] == diff_tables(previous, read_tasks(find_version(layout, name, "current"))).counts()
+        counts[name] = manifest["changes"]
+    assert counts["COCO"] != counts["YOLO"]  # YOLO's also hold the first edit's task added and removed

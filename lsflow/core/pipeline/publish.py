@@ -126,7 +126,7 @@ def carry_over_unchanged(new: Path, old: Path | None, ignore: frozenset[str] = f
             continue
         if old_inode == inode:  # hard-linked from the published copy already
             kept += 1
-        elif _same_bytes(published, fresh):
+        elif same_bytes(published, fresh):
             same.append(relative)
         else:
             written += 1
@@ -164,7 +164,7 @@ def _count_files(root: str) -> int:
                    for entry in entries)
 
 
-def _same_bytes(published: str, fresh: str) -> bool:
+def same_bytes(published: str, fresh: str) -> bool:
     """True when `published` is a regular file with exactly the bytes of `fresh`."""
     try:
         old_stat = os.stat(published)
