@@ -15,7 +15,7 @@ returns the child's rusage):
 would otherwise charge the converter five times); "process" is the child's whole life. lsflow forks
 workers: "peak RSS" is its largest process (wait4), "all processes, PSS" the child and its workers
 together, sampled. Each figure is
-the best of the repeats, with the spread (slowest − fastest) beside it: the machine is shared.
+the median of the repeats, with the spread (slowest − fastest) beside it: the machine is shared.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -143,9 +144,10 @@ def settle() -> None:
     time.sleep(SETTLE_SECONDS)
 
 
-def best(runs: list[Run], field: str) -> tuple[float, float]:
+def median(runs: list[Run], field: str) -> tuple[float, float]:
+    """The median of the repeats (as the issue's targets are stated) and the spread."""
     values = [getattr(run, field) for run in runs]
-    return min(values), max(values) - min(values)
+    return statistics.median(values), max(values) - min(values)
 
 
 def measure(tasks: int, formats: list[str], repeat: int, runs_dir: Path) -> None:
@@ -169,13 +171,13 @@ def measure(tasks: int, formats: list[str], repeat: int, runs_dir: Path) -> None
                 run_child("converter", str(export), str(config), str(runs / "converter" / name), name))
     shutil.rmtree(runs_dir, ignore_errors=True)
 
-    print(f"\n{tasks} tasks ({size_mb:.1f} MB), best of {repeat} (± spread = slowest − fastest)")
+    print(f"\n{tasks} tasks ({size_mb:.1f} MB), median of {repeat} (± spread = slowest − fastest)")
     print(f"{'':<26}{'wall s':>16}{'process s':>16}{'CPU s':>16}{'peak RSS MB':>16}{'all processes, PSS MB':>24}")
     row = "{:<26}" + "{:>9.2f} ±{:>5.2f}" * 3 + "{:>9.0f} ±{:>5.0f}" + "{:>17.0f} ±{:>5.0f}"
     total = {"wall": 0.0, "process": 0.0, "cpu": 0.0}
     converter_rss = converter_pss = 0.0
     for name, runs in converter_runs.items():
-        figures = {field: best(runs, field) for field in FIELDS}
+        figures = {field: median(runs, field) for field in FIELDS}
         for field in total:
             total[field] += figures[field][0]
         converter_rss = max(converter_rss, figures["peak_rss_mb"][0])
@@ -183,7 +185,7 @@ def measure(tasks: int, formats: list[str], repeat: int, runs_dir: Path) -> None
         print(row.format(f"converter {name}", *(v for pair in figures.values() for v in pair)))
     print(f"{'converter, all formats':<26}" + "".join(f"{total[f]:>9.2f}{'':>7}" for f in total)
           + f"{converter_rss:>9.0f}  (max){converter_pss:>17.0f}  (max)")
-    ours = {field: best(lsflow_runs, field) for field in FIELDS}
+    ours = {field: median(lsflow_runs, field) for field in FIELDS}
     print(row.format("lsflow, one pass", *(v for pair in ours.values() for v in pair)))
     print(f"creating {tasks} small files here took {min(floors):.2f} s (± {max(floors) - min(floors):.2f}); "
           "YOLO and VOC each write that many, in both tools")
